@@ -1,0 +1,265 @@
+"""The Fashion-MNIST ``LightningDataModule``: split, batches and normalisation.
+
+The whole dataset is 55 MB as uint8, so it is loaded once into tensors and
+batches are cut out of them by indexing with a tensor of indices: no
+per-sample Python, no PIL, no collate. Batches travel as uint8 and are
+converted and normalised as whole batches on the device
+(:meth:`FashionMNISTDataModule.on_after_batch_transfer`).
+
+>>> sampler = ShuffledBatches(num_items=60_000, batch_size=64)
+>>> len(sampler)  # batches per epoch: 60,000 / 64 rounded up
+938
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from fmnist.dataset_files import SYSTEM_DIR, LocatedDataset, load_split, locate
+from fmnist.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Mean and standard deviation of the training images' pixels, scaled to [0, 1].
+MEAN = 0.2860
+STD = 0.3530
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float images with zero mean and unit variance."""
+    return (images.float() / 255.0 - MEAN) / STD
+
+
+class TensorBatches(Dataset):
+    """Images and labels in memory; indexing with a tensor of indices returns a whole batch."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+
+class ShuffledBatches(Sampler[torch.Tensor]):
+    """Yields one tensor of indices per batch, in a new order each epoch.
+
+    The order depends only on ``(seed, epoch)``, so a run is reproducible and a
+    resumed run sees the same order as an uninterrupted one. Lightning calls
+    :meth:`set_epoch` before each epoch. Under DDP each rank takes every
+    ``world_size``-th index of the same permutation, padded so that all ranks
+    get the same number of batches.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def items_per_rank(self) -> int:
+        return math.ceil(self.num_items / self.world_size)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.items_per_rank // self.batch_size
+        return math.ceil(self.items_per_rank / self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.num_items, generator=generator)
+        else:
+            order = torch.arange(self.num_items)
+        padding = self.items_per_rank * self.world_size - self.num_items
+        if padding:
+            order = torch.cat([order, order[:padding]])
+        order = order[self.rank :: self.world_size]
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield order[start : start + self.batch_size]
+
+
+class FashionMNISTDataModule(L.LightningDataModule):
+    """Fashion-MNIST: 60,000 training and 10,000 test images of 28x28 grey pixels.
+
+    Args:
+        data_dir: Where to look for the files first, and where downloads go.
+        system_dir: The system copy looked at second (``None`` skips it).
+        download: Download through torchvision when no local copy exists.
+        verify_digest: Also check each file's SHA-256 against the original release.
+        batch_size: Training images per optimiser update.
+        eval_batch_size: Images per validation/test batch (no gradients, so larger is faster).
+        val_size: Training images held out for validation (0: no validation).
+        train_subset: Keep only this many of the remaining training images (None: all).
+        split_seed: Seed of the validation split, fixed so runs are compared on the same images.
+        shuffle_seed: Seed of the per-epoch shuffling of the training set.
+        num_workers: Loader worker processes; 0 is fastest for in-memory indexing.
+        pin_memory: Pin host memory for faster copies to a GPU.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        system_dir: str | Path | None = SYSTEM_DIR,
+        download: bool = True,
+        verify_digest: bool = True,
+        batch_size: int = 64,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        train_subset: int | None = None,
+        split_seed: int = 0,
+        shuffle_seed: int | None = 42,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        # Plain strings, so checkpoints stay loadable with weights_only=True.
+        data_dir = str(Path(data_dir).expanduser().absolute())
+        system_dir = str(system_dir) if system_dir is not None else None
+        self.save_hyperparameters(logger=False)
+        self.data_dir = Path(data_dir).expanduser().absolute()
+        self.system_dir = Path(system_dir) if system_dir is not None else None
+        self.download = download
+        self.verify_digest = verify_digest
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.val_size = val_size
+        self.train_subset = train_subset
+        self.split_seed = split_seed
+        # No seed: draw one from torch's global generator (seeded by seed_everything).
+        self.shuffle_seed = (
+            shuffle_seed if shuffle_seed is not None else int(torch.randint(2**31, ()))
+        )
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.train_set: TensorBatches | None = None
+        self.val_set: TensorBatches | None = None
+        self.test_set: TensorBatches | None = None
+        self.located: LocatedDataset | None = None
+
+    # -- finding and loading ------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Runs on one process per machine: the only place a download may happen."""
+        locate(self.data_dir, self.system_dir, allow_download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.located is None:
+            self.located = locate(self.data_dir, self.system_dir, allow_download=False)
+            log.info("Fashion-MNIST from %s", _common_parent(self.located))
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            images, labels = load_split(self.located, "train", self.verify_digest)
+            self._split(images, labels)
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self.test_set = TensorBatches(*load_split(self.located, "test", self.verify_digest))
+
+    def _split(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Hold out ``val_size`` random images; optionally keep a subset of the rest."""
+        total = len(labels)
+        if not 0 <= self.val_size < total:
+            raise ConfigError(
+                f"data.val_size={self.val_size} must be between 0 and {total - 1} "
+                f"(the training set has {total:,} images)"
+            )
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(self.split_seed))
+        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        if self.train_subset is not None:
+            if not 0 < self.train_subset <= len(train_idx):
+                raise ConfigError(
+                    f"data.train_subset={self.train_subset} must be between 1 and "
+                    f"{len(train_idx)} (the training images left after validation)"
+                )
+            train_idx = train_idx[: self.train_subset]
+        self.train_set = TensorBatches(images[train_idx], labels[train_idx])
+        self.val_set = TensorBatches(images[val_idx], labels[val_idx]) if self.val_size else None
+
+    # -- sizes, for the run plan -----------------------------------------------
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val_size > 0
+
+    def sizes(self) -> dict[str, int]:
+        """Number of images in each split that has been set up."""
+        sets = {"train": self.train_set, "val": self.val_set, "test": self.test_set}
+        return {name: len(s) for name, s in sets.items() if s is not None}
+
+    # -- loaders -----------------------------------------------------------------
+
+    def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
+        rank, world_size = 0, 1
+        if self.trainer is not None:
+            rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        sampler = ShuffledBatches(
+            len(dataset),
+            batch_size,
+            shuffle=shuffle,
+            seed=self.shuffle_seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        # batch_size=None: the sampler already yields whole batches of indices.
+        return DataLoader(
+            dataset,
+            sampler=sampler,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup('fit') first"
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []  # val_size=0: Lightning skips validation
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        assert self.test_set is not None, "call setup('test') first"
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Convert and normalise a whole uint8 batch, on the device it was moved to.
+
+        A bare tensor (images without labels, e.g. Lightning's example input
+        for the model summary) is normalised only if it is still uint8.
+        """
+        if isinstance(batch, torch.Tensor):
+            return normalize(batch) if batch.dtype == torch.uint8 else batch
+        images, labels = batch
+        return normalize(images), labels
+
+
+def _common_parent(located: LocatedDataset) -> Path:
+    return next(iter(located.files.values())).parent

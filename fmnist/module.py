@@ -1,0 +1,136 @@
+"""``LitClassifier``: the loss, the metrics and the optimiser around a network.
+
+The network is described by plain hyperparameters (``model={"name": "cnn", ...}``),
+stored in every checkpoint, so ``LitClassifier.load_from_checkpoint(path)``
+rebuilds it without the config that trained it.
+
+>>> module = LitClassifier(model={"name": "mlp", "hidden": [32]})
+>>> module(torch.zeros(4, 1, 28, 28)).shape
+torch.Size([4, 10])
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from fmnist import CLASS_NAMES
+from fmnist.models import build_model
+from fmnist.optim import build_optimizer, build_scheduler
+
+
+def class_tag(name: str) -> str:
+    """A class name usable in a metric tag: 'T-shirt/top' -> 'T-shirt_top'."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name)
+
+
+class LitClassifier(L.LightningModule):
+    """Classifies images with cross-entropy; reports accuracy on every split.
+
+    Args:
+        model: Keyword arguments of :func:`fmnist.models.build_model` (``name`` and its options).
+        optimizer: Keyword arguments of :func:`fmnist.optim.build_optimizer`.
+        scheduler: Keyword arguments of :func:`fmnist.optim.build_scheduler` (``name="none"``: off).
+        class_names: Names of the classes, in label order.
+        label_smoothing: Cross-entropy label smoothing.
+    """
+
+    def __init__(
+        self,
+        model: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        class_names: Sequence[str] = CLASS_NAMES,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        model = dict(model or {"name": "cnn"})
+        optimizer = dict(optimizer or {"name": "adam"})
+        scheduler = dict(scheduler or {"name": "none"})
+        # logger=False: train.py logs the whole run config as hyperparameters instead.
+        self.save_hyperparameters(
+            {
+                "model": model,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "class_names": list(class_names),
+                "label_smoothing": label_smoothing,
+            },
+            logger=False,
+        )
+        self.net = build_model(**model)
+        # Lets Lightning's summary show each layer's output shape, and TensorBoard draw the graph.
+        self.example_input_array = torch.zeros(1, 1, 28, 28)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        num_classes = len(class_names)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_loss_mean = MeanMetric()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
+        # Best validation accuracy so far; saved in checkpoints so a resumed run keeps it.
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        images, labels = batch
+        logits = self(images)
+        return self.criterion(logits, labels), logits.argmax(dim=1), labels
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        loss, preds, labels = self._step(batch)
+        self.train_acc(preds, labels)
+        self.train_loss_mean(loss.detach())
+        # train/loss: per update (written every trainer.log_every_n_steps); train/loss_epoch: mean.
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        self.log("train/loss_epoch", self.train_loss_mean, on_step=False, on_epoch=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, preds, labels = self._step(batch)
+        self.val_acc(preds, labels)
+        self.log("val/loss", loss, on_epoch=True, batch_size=len(labels))
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:  # two sanity batches say nothing about the best
+            self.val_acc_best(self.val_acc.compute())
+        if self.val_acc_best.update_count:
+            self.log("val/acc_best", self.val_acc_best.compute())
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, preds, labels = self._step(batch)
+        self.test_acc(preds, labels)
+        self.test_acc_per_class.update(preds, labels)
+        self.log("test/loss", loss, on_epoch=True, batch_size=len(labels))
+        self.log("test/acc", self.test_acc, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        per_class = self.test_acc_per_class.compute()
+        for name, acc in zip(self.hparams.class_names, per_class, strict=True):
+            self.log(f"test/acc_class/{class_tag(name)}", acc)
+        self.test_acc_per_class.reset()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.parameters(), **self.hparams.optimizer)
+        scheduler = build_scheduler(
+            optimizer,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            steps_per_epoch=max(1, int(self.trainer.num_training_batches)),
+            **self.hparams.scheduler,
+        )
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,241 @@
+"""One experiment from a composed Hydra config: build, fit, test, report.
+
+:func:`run` is what ``python train.py`` calls. It returns the metric a Hydra
+sweeper optimises (``optimized_metric``, the best validation accuracy by default).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate, to_absolute_path
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+import fmnist
+from fmnist.callbacks import RunPlanPrinter
+from fmnist.data import FashionMNISTDataModule
+from fmnist.models import count_parameters
+from fmnist.module import LitClassifier, class_tag
+from fmnist.report import config_tree, render, results_table
+
+log = logging.getLogger(__name__)
+
+# Metrics shown as columns in TensorBoard's HParams view.
+HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss")
+# Config groups that describe an experiment (the rest is plumbing: paths, loggers, callbacks).
+HPARAM_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer")
+
+
+def route_lightning_logs_through_root() -> None:
+    """Send Lightning's log lines through the handlers Hydra configured, once each.
+
+    ``import lightning`` gives its loggers their own console handlers; with
+    Hydra's handlers on the root logger every line would print twice, and none
+    would reach the run's log file.
+    """
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdvertising) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropAdvertising())
+
+
+class _DropAdvertising(logging.Filter):
+    """Drops Lightning's tips about its hosted services: not about this run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def silence_known_warnings() -> None:
+    # Batches are cut from in-memory tensors by indexing: worker processes
+    # would only add inter-process copies, so Lightning's advice does not apply.
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # Raised inside Lightning's own pytree helper on recent torch; nothing to act on here.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
+    """Instantiate ``cfg.callbacks`` (a dict of named callbacks; null entries are off).
+
+    Without validation (``data.val_size=0``) there is nothing to monitor: the
+    checkpoint callback keeps only the last checkpoint, and callbacks that
+    monitor a validation metric (early stopping) are turned off with a warning.
+    """
+    callbacks: list[Callback] = []
+    for name, cb_cfg in (cfg.get("callbacks") or {}).items():
+        if cb_cfg is None:
+            continue
+        overrides: dict[str, Any] = {}
+        if not has_validation and cb_cfg.get("monitor"):
+            if str(cb_cfg.get("_target_", "")).endswith("ModelCheckpoint"):
+                overrides = {"monitor": None, "save_top_k": 0}
+            else:
+                log.warning(
+                    "callbacks.%s monitors %s, but data.val_size=0 runs no validation: turned off",
+                    name,
+                    cb_cfg.monitor,
+                )
+                continue
+        callbacks.append(instantiate(cb_cfg, **overrides))
+    callbacks.append(RunPlanPrinter())
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+
+
+def hparams_of(cfg: DictConfig) -> dict[str, Any]:
+    """The experiment's settings flattened to ``group.key`` -> scalar, for the HParams view."""
+    flat: dict[str, Any] = {"seed": cfg.seed}
+    for group in HPARAM_GROUPS:
+        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
+            if key.startswith("_") or isinstance(value, dict):
+                continue
+            flat[f"{group}.{key}"] = (
+                value if isinstance(value, int | float | str | bool) else str(value)
+            )
+    return flat
+
+
+def log_hparams(loggers: list[Logger], cfg: DictConfig) -> None:
+    """Register the run's settings and the metrics to compare them by.
+
+    For TensorBoard only the HParams session is written (no placeholder
+    values): the metric columns then show the last value logged under each
+    tag, i.e. the final metrics.
+    """
+    params = hparams_of(cfg)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            from torch.utils.tensorboard.summary import hparams
+
+            writer = logger.experiment._get_file_writer()
+            for summary in hparams(params, dict.fromkeys(HPARAM_METRICS, 0.0)):
+                writer.add_summary(summary)
+        else:
+            logger.log_hyperparams(params)
+
+
+def checkpoint_to_test(trainer: L.Trainer) -> str | None:
+    """The best checkpoint, or the last one when nothing was monitored; None: current weights."""
+    callback = trainer.checkpoint_callback
+    if trainer.fast_dev_run or not isinstance(callback, ModelCheckpoint):
+        return None
+    return callback.best_model_path or callback.last_model_path or None
+
+
+def collect_metrics(logged: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
+    """Final metrics as floats, per-class test accuracies grouped by class name."""
+    values = {k: float(v) for k, v in logged.items()}
+    per_class = {}
+    for name in class_names:
+        key = f"test/acc_class/{class_tag(name)}"
+        if key in values:
+            per_class[name] = values.pop(key)
+    if per_class:
+        values["test/acc_per_class"] = per_class
+    return values
+
+
+def versions() -> dict[str, str]:
+    import hydra
+    import torchmetrics
+
+    return {
+        "fmnist": fmnist.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "hydra": hydra.__version__,
+    }
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train, test and report one run; returns ``cfg.optimized_metric`` for sweepers."""
+    route_lightning_logs_through_root()
+    silence_known_warnings()
+    started = time.perf_counter()
+    output_dir = Path(cfg.output_dir)
+    log.info("\n%s", render(config_tree(cfg)))
+    log.info("Output directory: %s", output_dir)
+
+    if cfg.seed is not None:  # 0 is a valid seed
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule: FashionMNISTDataModule = instantiate(
+        cfg.data, data_dir=to_absolute_path(cfg.data.data_dir)
+    )
+    module = LitClassifier(
+        model=OmegaConf.to_container(cfg.model, resolve=True),
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+    )
+    log.info("Model: %s, %s parameters", cfg.model.name, f"{count_parameters(module.net):,}")
+
+    loggers = build_loggers(cfg)
+    trainer_overrides: dict[str, Any] = {}
+    if not datamodule.has_validation:
+        trainer_overrides["limit_val_batches"] = 0
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=build_callbacks(cfg, datamodule.has_validation),
+        logger=loggers or False,
+        **trainer_overrides,
+    )
+    log_hparams(loggers, cfg)
+
+    ckpt_path = to_absolute_path(cfg.ckpt_path) if cfg.ckpt_path else None
+    # weights_only: a checkpoint is data; loading one must never run code from it.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+
+    logged = dict(trainer.callback_metrics)  # testing replaces the fit metrics: keep them
+    tested = None
+    if cfg.test and not trainer.interrupted:
+        tested = checkpoint_to_test(trainer)
+        log.info("Testing %s", tested or "the final weights")
+        trainer.test(
+            module, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True
+        )
+        logged.update(trainer.callback_metrics)
+    class_names = list(module.hparams.class_names)
+    metrics = collect_metrics(logged, class_names)
+
+    checkpoint = trainer.checkpoint_callback
+    plan = next((c.plan for c in trainer.callbacks if isinstance(c, RunPlanPrinter)), None)
+    summary = {
+        **metrics,
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "parameters": count_parameters(module.net),
+        "tested_checkpoint": tested,
+        "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
+        "last_checkpoint": getattr(checkpoint, "last_model_path", None) or None,
+        "plan": plan.as_dict() if plan else None,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "seed": cfg.seed,
+        "versions": versions(),
+    }
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if "test/acc" in metrics:
+            log.info("\n%s", render(results_table(metrics, class_names)))
+        log.info("Metrics written to %s", output_dir / "metrics.json")
+
+    value = metrics.get(cfg.optimized_metric)
+    return float(value) if value is not None else None

@@ -82,20 +82,39 @@ def test_without_validation_every_planned_update_happens(make_cfg) -> None:
     assert "val/acc" not in metrics
 
 
-def _train_loss(make_cfg, seed: int) -> float:
-    cfg = make_cfg("model=mlp", f"seed={seed}", "logger=none", "test=false")
-    run(cfg)
-    return read_metrics(Path(cfg.output_dir))["train/loss_epoch"]
+def test_seed_zero_is_a_seed(make_cfg, tmp_path: Path) -> None:
+    def train_loss(seed: int, name: str) -> float:
+        cfg = make_cfg(
+            "model=mlp",
+            f"seed={seed}",
+            "trainer.deterministic=true",
+            "logger=none",
+            "test=false",
+            f"output_dir={tmp_path / name}",
+        )
+        run(cfg)
+        return read_metrics(tmp_path / name)["train/loss_epoch"]
 
-
-def test_seed_zero_is_a_seed(make_cfg) -> None:
-    first, again, other = (
-        _train_loss(make_cfg, 0),
-        _train_loss(make_cfg, 0),
-        _train_loss(make_cfg, 1),
-    )
+    first, again, other = train_loss(0, "a"), train_loss(0, "b"), train_loss(1, "c")
     assert first == again
     assert first != other
+
+
+def test_resume_from_last_checkpoint(make_cfg, tmp_path: Path) -> None:
+    first = make_cfg("model=mlp", "logger=none", "test=false", f"output_dir={tmp_path / 'first'}")
+    run(first)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = make_cfg(
+        "model=mlp",
+        "logger=none",
+        "trainer.max_epochs=2",
+        f"ckpt_path={last}",
+        f"output_dir={tmp_path / 'resumed'}",
+    )
+    run(resumed)
+    metrics = read_metrics(tmp_path / "resumed")
+    assert metrics["global_step"] == 16  # 8 updates before, 8 after
+    assert metrics["epochs"] == 2
 
 
 def train_py(*args: str) -> subprocess.CompletedProcess:

@@ -113,6 +113,11 @@ class CNN(nn.Module):
                     f"feature map, too small for 2x2 pooling ({image_size}x{image_size} images "
                     f"allow at most {i - 1} blocks)"
                 )
+            if k > size:
+                raise ConfigError(
+                    f"model.kernel_size={k} at block {i} is larger than the {size}x{size} "
+                    f"feature map it meets there: use a kernel of at most {size}, or fewer blocks"
+                )
             layers: list[nn.Module] = [
                 nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=not batch_norm)
             ]

@@ -39,12 +39,19 @@ def test_default_cnn_is_the_teaching_network() -> None:
     assert count_parameters(model) == expected == 421_642
 
 
-@pytest.mark.parametrize("channels", [[8], [16, 32], [16, 32, 64], [8, 8, 8, 8]])
+@pytest.mark.parametrize("channels", [[8], [16, 32], [16, 32, 64]])
 @pytest.mark.parametrize("kernel_size", [1, 3, 5, 7])
 def test_cnn_output_shape(channels: list[int], kernel_size: int) -> None:
     model = CNN(channels=channels, kernel_size=kernel_size, hidden=32)
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
     assert len(layers_of(model, nn.Conv2d)) == len(channels)
+
+
+def test_four_blocks_fit_small_kernels_only() -> None:
+    # The fourth block meets a 3x3 map: a 3x3 kernel fits, a 5x5 one does not.
+    assert CNN(channels=[8] * 4, kernel_size=3)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    with pytest.raises(ConfigError, match="kernel_size=5 at block 4 is larger than the 3x3"):
+        CNN(channels=[8] * 4, kernel_size=5)
 
 
 def test_feature_map_sizes_follow_pooling() -> None:

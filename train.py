@@ -14,12 +14,29 @@ Runs write to ``outputs/runs/<time>/``; ``tensorboard --logdir outputs`` shows t
 
 import logging
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from fmnist.run_dir import register_resolvers
+
 log = logging.getLogger("fmnist")
+register_resolvers()
+
+
+def discard_failed_start(output_dir: Path, config_subdir: str) -> None:
+    """Remove what Hydra wrote for a run that stopped before doing anything.
+
+    A new run's folder holding only the saved config and the log goes; in a
+    resumed run only this attempt's config folder goes. Nothing else is touched.
+    """
+    if config_subdir.startswith(".hydra/resumed_"):
+        shutil.rmtree(output_dir / config_subdir, ignore_errors=True)
+    elif {p.name for p in output_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(output_dir, ignore_errors=True)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -28,16 +45,21 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from fmnist.errors import FmnistError
-    from fmnist.train import run
+    from fmnist.errors import ConfigError, FmnistError
+    from fmnist.train import RunInterrupted, run
 
+    hydra_cfg = HydraConfig.get()
     try:
         return run(cfg)
+    except RunInterrupted as stop:
+        sys.exit(stop.exit_code)  # the state is saved and the resume command printed
     except (FmnistError, MisconfigurationException) as err:
         # A problem the user can fix: the message says how; a traceback would bury it.
-        if os.environ.get("FMNIST_TRACEBACK") or HydraConfig.get().mode == RunMode.MULTIRUN:
+        if isinstance(err, ConfigError):
+            discard_failed_start(Path(hydra_cfg.runtime.output_dir), hydra_cfg.output_subdir)
+        if os.environ.get("FMNIST_TRACEBACK") or hydra_cfg.mode == RunMode.MULTIRUN:
             raise
-        log.error("%s", err)
+        log.error("error: %s", err)
         sys.exit(2)
 
 

@@ -80,9 +80,14 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self._resume_at: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """Skip the first ``batches_done`` batches the next time ``epoch`` is iterated."""
+        self._resume_at = (epoch, batches_done)
 
     @property
     def items_per_rank(self) -> int:
@@ -103,8 +108,27 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         if padding:
             order = torch.cat([order, order[:padding]])
         order = order[self.rank :: self.world_size]
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield order[start : start + self.batch_size]
+        first = 0
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            first = self._resume_at[1]
+        self._resume_at = None
+        for batch in range(first, len(self)):
+            yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that tells Lightning it can resume mid-epoch.
+
+    The position itself travels in the DataModule's ``state_dict``: Lightning
+    builds the training loader (to count the schedule's steps) before it
+    restores loop state, too early for a loader's own state to take effect.
+    """
+
+    def state_dict(self) -> dict[str, int]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        pass
 
 
 class FashionMNISTDataModule(L.LightningDataModule):
@@ -164,6 +188,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
         self.located: LocatedDataset | None = None
+        self._resume_at: tuple[int, int] | None = None
 
     # -- finding and loading ------------------------------------------------
 
@@ -214,6 +239,24 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------
 
+    # -- resuming mid-epoch -------------------------------------------------------
+
+    def state_dict(self) -> dict[str, int]:
+        """Saved in every checkpoint: the epoch and how many of its batches were trained on.
+
+        ``processed`` counts batches whose update is applied, whether the
+        checkpoint is written after a batch (interrupt) or inside its end hook.
+        """
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """On resume: the next training loader continues that epoch at the next batch."""
+        if state:
+            self._resume_at = (state["epoch"], state["batches_done"])
+
     def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
         rank, world_size = 0, 1
         if self.trainer is not None:
@@ -226,8 +269,11 @@ class FashionMNISTDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world_size,
         )
+        if shuffle and self._resume_at is not None:
+            sampler.resume(*self._resume_at)
+            self._resume_at = None
         # batch_size=None: the sampler already yields whole batches of indices.
-        return DataLoader(
+        return ResumableLoader(
             dataset,
             sampler=sampler,
             batch_size=None,

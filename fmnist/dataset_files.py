@@ -17,6 +17,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,12 +96,31 @@ def find_files(directory: Path) -> dict[str, Path] | None:
     return None
 
 
-def download(root: Path) -> None:
-    """Download the four files through torchvision into ``root/FashionMNIST/raw``."""
+def torchvision_fetch(folder: Path) -> None:
+    """Download the four files into ``folder/FashionMNIST/raw``; torchvision checks their MD5s."""
     from torchvision.datasets import FashionMNIST
 
-    root.mkdir(parents=True, exist_ok=True)
-    FashionMNIST(str(root), train=False, download=True)
+    FashionMNIST(str(folder), train=False, download=True)
+
+
+def download(root: Path, fetch: Callable[[Path], None] = torchvision_fetch) -> None:
+    """Download into a scratch folder, then move the complete files into ``root/FashionMNIST/raw``.
+
+    An interrupted download leaves only the scratch folder (cleared on the next
+    try), never a partial file where the lookup would find it.
+    """
+    scratch = root / ".download"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    fetch(scratch)
+    fetched = find_files(scratch)
+    if fetched is None:
+        raise OSError(f"the download into {scratch} did not produce all four files")
+    target = root / "FashionMNIST" / "raw"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in fetched.values():
+        os.replace(path, target / path.name)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def locate(

@@ -123,6 +123,14 @@ class LitClassifier(L.LightningModule):
             self.log(f"test/acc_class/{class_tag(name)}", acc)
         self.test_acc_per_class.reset()
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The random state (dropout), so a resumed run continues as if never stopped.
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.parameters(), **self.hparams.optimizer)
         scheduler = build_scheduler(

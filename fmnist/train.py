@@ -19,14 +19,17 @@ import torch
 from hydra.utils import instantiate, to_absolute_path
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import fmnist
 from fmnist.callbacks import RunPlanPrinter
 from fmnist.data import FashionMNISTDataModule
+from fmnist.errors import ConfigError, FmnistError
 from fmnist.models import count_parameters
 from fmnist.module import LitClassifier, class_tag
 from fmnist.report import config_tree, render, results_table
+from fmnist.validate import check_config
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +97,23 @@ def build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
     return callbacks
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+def build_loggers(cfg: DictConfig, resume_step: int | None = None) -> list[Logger]:
+    """Instantiate ``cfg.logger``; a resumed TensorBoard run hides what followed its checkpoint.
+
+    ``purge_step`` makes TensorBoard drop events logged after the checkpoint
+    by the run that died, so the resumed curves continue with no duplicate steps.
+    """
+    loggers = []
+    for logger_cfg in (cfg.get("logger") or {}).values():
+        if logger_cfg is None:
+            continue
+        extra = {}
+        if resume_step is not None and str(logger_cfg.get("_target_", "")).endswith(
+            "TensorBoardLogger"
+        ):
+            extra["purge_step"] = resume_step + 1
+        loggers.append(instantiate(logger_cfg, **extra))
+    return loggers
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
@@ -165,12 +183,49 @@ def versions() -> dict[str, str]:
     }
 
 
+class RunInterrupted(FmnistError):
+    """Ctrl-C or SIGTERM stopped training; the state is saved (the callback said where)."""
+
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a terminated program
+
+
+def checkpoint_to_resume(cfg: DictConfig) -> str | None:
+    """``ckpt_path``, or ``<resume>/checkpoints/last.ckpt``, as an absolute path."""
+    if cfg.get("resume") and not cfg.ckpt_path:
+        run_dir = Path(to_absolute_path(cfg.resume))
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise ConfigError(
+                f"resume={cfg.resume}: {last} does not exist; resume takes a run folder "
+                "such as outputs/runs/<date>_<time> that holds checkpoints/last.ckpt"
+            )
+        return str(last)
+    return to_absolute_path(cfg.ckpt_path) if cfg.ckpt_path else None
+
+
+def check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(
+            f"output dir {output_dir} cannot be written ({err.strerror}): "
+            "choose another with hydra.run.dir=<folder>"
+        ) from err
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train, test and report one run; returns ``cfg.optimized_metric`` for sweepers."""
     route_lightning_logs_through_root()
     silence_known_warnings()
     started = time.perf_counter()
     output_dir = Path(cfg.output_dir)
+    with open_dict(cfg):
+        cfg.ckpt_path = checkpoint_to_resume(cfg)
+    checkpoint = check_config(cfg)  # every value, before any data is read
+    check_writable(output_dir)
     log.info("\n%s", render(config_tree(cfg)))
     log.info("Output directory: %s", output_dir)
 
@@ -187,7 +242,11 @@ def run(cfg: DictConfig) -> float | None:
     )
     log.info("Model: %s, %s parameters", cfg.model.name, f"{count_parameters(module.net):,}")
 
-    loggers = build_loggers(cfg)
+    resume_step = int(checkpoint["global_step"]) if checkpoint else None
+    if checkpoint:
+        log.info("Resuming from %s (step %d)", cfg.ckpt_path, resume_step)
+        del checkpoint  # Lightning reads it again, onto the right device
+    loggers = build_loggers(cfg, resume_step)
     trainer_overrides: dict[str, Any] = {}
     if not datamodule.has_validation:
         trainer_overrides["limit_val_batches"] = 0
@@ -199,9 +258,11 @@ def run(cfg: DictConfig) -> float | None:
     )
     log_hparams(loggers, cfg)
 
-    ckpt_path = to_absolute_path(cfg.ckpt_path) if cfg.ckpt_path else None
-    # weights_only: a checkpoint is data; loading one must never run code from it.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        # weights_only: a checkpoint is data; loading one must never run code from it.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except SIGTERMException as stop:  # graceful stop: CheckpointOnInterrupt saved the state
+        raise RunInterrupted("training interrupted; see the message above to resume") from stop
 
     logged = dict(trainer.callback_metrics)  # testing replaces the fit metrics: keep them
     tested = None

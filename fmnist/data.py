@@ -237,6 +237,14 @@ class FashionMNISTDataModule(L.LightningDataModule):
         sets = {"train": self.train_set, "val": self.val_set, "test": self.test_set}
         return {name: len(s) for name, s in sets.items() if s is not None}
 
+    def examples_per_class(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first test image of each class, in class order: a fixed set to look at."""
+        if self.test_set is None:
+            self.setup("test")
+        labels = self.test_set.labels
+        first = torch.stack([(labels == c).nonzero()[0, 0] for c in range(int(labels.max()) + 1)])
+        return self.test_set.images[first], labels[first]
+
     # -- loaders -----------------------------------------------------------------
 
     # -- resuming mid-epoch -------------------------------------------------------

@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from fmnist import CLASS_NAMES
 from fmnist.models import build_model
@@ -75,6 +75,8 @@ class LitClassifier(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.confusion_matrix: torch.Tensor | None = None
         # Best validation accuracy so far; saved in checkpoints so a resumed run keeps it.
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
@@ -105,23 +107,34 @@ class LitClassifier(L.LightningModule):
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
-        if not self.trainer.sanity_checking:  # two sanity batches say nothing about the best
-            self.val_acc_best(self.val_acc.compute())
-        if self.val_acc_best.update_count:
-            self.log("val/acc_best", self.val_acc_best.compute())
+        if self.trainer.sanity_checking:  # two sanity batches say nothing about the best
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute())
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        loss, preds, labels = self._step(batch)
+    def test_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        logits = self(images)
+        loss, preds = self.criterion(logits, labels), logits.argmax(dim=1)
         self.test_acc(preds, labels)
         self.test_acc_per_class.update(preds, labels)
+        self.test_confusion.update(preds, labels)
         self.log("test/loss", loss, on_epoch=True, batch_size=len(labels))
         self.log("test/acc", self.test_acc, on_epoch=True)
+        return {"logits": logits.detach()}  # for callbacks (e.g. the misclassified images)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
 
     def on_test_epoch_end(self) -> None:
         per_class = self.test_acc_per_class.compute()
         for name, acc in zip(self.hparams.class_names, per_class, strict=True):
             self.log(f"test/acc_class/{class_tag(name)}", acc)
         self.test_acc_per_class.reset()
+        # Rows: true class, columns: predicted; kept for pictures and reports.
+        self.confusion_matrix = self.test_confusion.compute().cpu()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The random state (dropout), so a resumed run continues as if never stopped.

@@ -68,6 +68,8 @@ def silence_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     # Raised inside Lightning's own pytree helper on recent torch; nothing to act on here.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # TensorBoard draws the model graph by tracing it once; torch now prefers export.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated.*")
 
 
 def build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
@@ -225,6 +227,8 @@ def run(cfg: DictConfig) -> float | None:
     with open_dict(cfg):
         cfg.ckpt_path = checkpoint_to_resume(cfg)
     checkpoint = check_config(cfg)  # every value, before any data is read
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
     check_writable(output_dir)
     log.info("\n%s", render(config_tree(cfg)))
     log.info("Output directory: %s", output_dir)
@@ -258,12 +262,14 @@ def run(cfg: DictConfig) -> float | None:
     )
     log_hparams(loggers, cfg)
 
+    fit_started = time.perf_counter()
     try:
         # weights_only: a checkpoint is data; loading one must never run code from it.
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except SIGTERMException as stop:  # graceful stop: CheckpointOnInterrupt saved the state
         raise RunInterrupted("training interrupted; see the message above to resume") from stop
 
+    fit_time = time.perf_counter() - fit_started
     logged = dict(trainer.callback_metrics)  # testing replaces the fit metrics: keep them
     tested = None
     if cfg.test and not trainer.interrupted:
@@ -287,8 +293,10 @@ def run(cfg: DictConfig) -> float | None:
         "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
         "last_checkpoint": getattr(checkpoint, "last_model_path", None) or None,
         "plan": plan.as_dict() if plan else None,
+        "fit_time_s": round(fit_time, 2),
         "wall_time_s": round(time.perf_counter() - started, 2),
         "seed": cfg.seed,
+        "torch_threads": torch.get_num_threads(),
         "versions": versions(),
     }
     if trainer.is_global_zero:

@@ -85,7 +85,7 @@ def test_best_validation_accuracy_ignores_the_sanity_check(
         enable_checkpointing=False,
     )
     trainer.fit(module, datamodule=small_datamodule(synthetic_dir))
-    assert int(module.val_acc_best.update_count) == 1  # one real validation, not the sanity one
+    assert int(module.val_acc_best._update_count) == 1  # one real validation, not the sanity one
 
 
 def test_checkpoint_rebuilds_the_network_alone(synthetic_dir: Path, tmp_path: Path) -> None:

@@ -17,10 +17,9 @@ import hydra
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
-from fmnist.run_dir import register_resolvers
+import fmnist  # noqa: F401  (registers the fmnist.* config resolvers)
 
 log = logging.getLogger("fmnist.eval")
-register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

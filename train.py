@@ -21,10 +21,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from fmnist.run_dir import register_resolvers
+import fmnist  # registers the fmnist.* config resolvers
 
 log = logging.getLogger("fmnist")
-register_resolvers()
+# Ray (launcher=ray) keeps an auth token in ~/.ray unless told otherwise.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 def discard_failed_start(output_dir: Path, config_subdir: str) -> None:
@@ -41,6 +42,9 @@ def discard_failed_start(output_dir: Path, config_subdir: str) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    # Naming the package here makes a pickled main (Ray, submitit) import it, and with it
+    # the resolvers, in the process that runs the job.
+    log.debug("fmnist %s", fmnist.__version__)
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -49,6 +53,8 @@ def main(cfg: DictConfig) -> float | None:
     from fmnist.train import RunInterrupted, run
 
     hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return run_sweep_job(cfg, Path(hydra_cfg.runtime.output_dir))
     try:
         return run(cfg)
     except RunInterrupted as stop:
@@ -57,10 +63,31 @@ def main(cfg: DictConfig) -> float | None:
         # A problem the user can fix: the message says how; a traceback would bury it.
         if isinstance(err, ConfigError):
             discard_failed_start(Path(hydra_cfg.runtime.output_dir), hydra_cfg.output_subdir)
-        if os.environ.get("FMNIST_TRACEBACK") or hydra_cfg.mode == RunMode.MULTIRUN:
+        if os.environ.get("FMNIST_TRACEBACK"):
             raise
         log.error("error: %s", err)
         sys.exit(2)
+
+
+def run_sweep_job(cfg: DictConfig, output_dir: Path) -> float:
+    """One job of a sweep: a failure is recorded for the summary, and the sweep goes on.
+
+    A failed job returns NaN, which Optuna records as a failed trial.
+    """
+    import json
+    import traceback
+
+    from fmnist.train import run
+
+    try:
+        value = run(cfg)
+    except Exception as err:
+        log.error("error: %s", err)
+        (output_dir / "traceback.txt").write_text(traceback.format_exc())
+        status = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        (output_dir / "metrics.json").write_text(json.dumps(status, indent=2) + "\n")
+        return float("nan")
+    return float("nan") if value is None else value
 
 
 if __name__ == "__main__":

@@ -23,3 +23,7 @@ CLASS_NAMES: tuple[str, ...] = (
     "Bag",
     "Ankle boot",
 )
+
+from fmnist.resolvers import register as _register_resolvers  # noqa: E402
+
+_register_resolvers()

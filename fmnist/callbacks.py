@@ -28,7 +28,8 @@ def plan_from_trainer(trainer: L.Trainer) -> RunPlan:
     strategy = trainer.strategy
     device = str(strategy.root_device)
     if trainer.world_size > 1:
-        device = f"{trainer.world_size} x {strategy.root_device.type} ({strategy.strategy_name})"
+        name = type(strategy).__name__.removesuffix("Strategy").lower()
+        device = f"{trainer.world_size} x {strategy.root_device.type} ({name})"
     return RunPlan(
         train_images=sizes.get("train", 0),
         val_images=sizes.get("val", 0) if trainer.limit_val_batches else 0,

@@ -1,7 +1,7 @@
 """Where a run writes: a new folder, or the folder of the run it resumes.
 
-Registered as OmegaConf resolvers (``fmnist.run_dir``, ``fmnist.config_subdir``)
-and used by ``conf/hydra/default.yaml``, so Hydra itself opens the right folder
+Used as OmegaConf resolvers (``fmnist.run_dir``, ``fmnist.config_subdir``, see
+:mod:`fmnist.resolvers`) by ``conf/hydra/default.yaml``, so Hydra itself opens the right folder
 before any of our code runs. Resuming (``resume=<run dir>``, or a
 ``ckpt_path`` inside a run's ``checkpoints/``) continues in the same folder:
 same log file, same TensorBoard run.
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-
-from omegaconf import OmegaConf
 
 RUNS_DIR = Path("outputs") / "runs"
 CONFIG_SUBDIR = ".hydra"
@@ -44,11 +42,3 @@ def config_subdir(resume: str | None, ckpt_path: str | None) -> str:
     if resumed is not None and (resumed / CONFIG_SUBDIR / "config.yaml").is_file():
         return f"{CONFIG_SUBDIR}/resumed_{datetime.now():%Y-%m-%d_%H-%M-%S}"
     return CONFIG_SUBDIR
-
-
-def register_resolvers() -> None:
-    """Make the resolvers available to Hydra (idempotent; cached so a run resolves once)."""
-    OmegaConf.register_new_resolver("fmnist.run_dir", run_dir, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver(
-        "fmnist.config_subdir", config_subdir, use_cache=True, replace=True
-    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 import warnings
@@ -171,6 +172,16 @@ def collect_metrics(logged: dict[str, Any], class_names: list[str]) -> dict[str,
     return values
 
 
+def gpu_info() -> dict[str, str] | None:
+    """Which GPU this process saw (a launcher like Ray sets CUDA_VISIBLE_DEVICES per job)."""
+    if not torch.cuda.is_available():
+        return None
+    return {
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "all"),
+        "name": torch.cuda.get_device_name(0),
+    }
+
+
 def versions() -> dict[str, str]:
     import hydra
     import torchmetrics
@@ -297,6 +308,7 @@ def run(cfg: DictConfig) -> float | None:
         "wall_time_s": round(time.perf_counter() - started, 2),
         "seed": cfg.seed,
         "torch_threads": torch.get_num_threads(),
+        "gpu": gpu_info(),
         "versions": versions(),
     }
     if trainer.is_global_zero:

@@ -110,10 +110,29 @@ def check_checkpoint_matches(checkpoint: dict[str, Any], cfg: DictConfig, path: 
         )
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def check_not_ddp_in_sweep(trainer: DictConfig) -> None:
+    """DDP re-launches the whole command line in each process: inside -m, the whole sweep."""
+    strategy = str(trainer.get("strategy", "auto"))
+    if in_multirun() and strategy.startswith("ddp") and "spawn" not in strategy:
+        raise ConfigError(
+            f"trainer.strategy={strategy} inside a sweep (-m) would re-launch the whole sweep "
+            "in every process: run DDP as a single run (python train.py trainer=ddp ...), and "
+            "give sweep jobs one device each (launcher=ray puts them on separate GPUs)"
+        )
+
+
 def check_config(cfg: DictConfig) -> dict[str, Any] | None:
     """Check every value a run depends on; returns the checkpoint to resume from, if any."""
     if cfg.seed is not None and not _is_int(cfg.seed):
         raise ConfigError(f"seed={cfg.seed!r} is not allowed: use an integer, or null")
+    check_not_ddp_in_sweep(cfg.trainer)
     check_data(cfg.data)
     check_trainer(cfg.trainer)
     check_model_and_optimiser(cfg)

@@ -26,10 +26,13 @@ def test_every_group_has_options() -> None:
         "data",
         "debug",
         "experiment",
+        "hparams_search",
+        "launcher",
         "logger",
         "model",
         "optimizer",
         "scheduler",
+        "sweep",
         "trainer",
     }
     assert ("model", "mlp") in OPTIONS and ("experiment", "teaching") in OPTIONS

@@ -237,7 +237,7 @@ def run(cfg: DictConfig) -> float | None:
     output_dir = Path(cfg.output_dir)
     with open_dict(cfg):
         cfg.ckpt_path = checkpoint_to_resume(cfg)
-    checkpoint = check_config(cfg)  # every value, before any data is read
+    resume_from = check_config(cfg)  # every value, before any data is read
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     check_writable(output_dir)
@@ -257,10 +257,10 @@ def run(cfg: DictConfig) -> float | None:
     )
     log.info("Model: %s, %s parameters", cfg.model.name, f"{count_parameters(module.net):,}")
 
-    resume_step = int(checkpoint["global_step"]) if checkpoint else None
-    if checkpoint:
+    resume_step = int(resume_from["global_step"]) if resume_from else None
+    if resume_from:
         log.info("Resuming from %s (step %d)", cfg.ckpt_path, resume_step)
-        del checkpoint  # Lightning reads it again, onto the right device
+        del resume_from  # Lightning reads it again, onto the right device
     loggers = build_loggers(cfg, resume_step)
     trainer_overrides: dict[str, Any] = {}
     if not datamodule.has_validation:
@@ -293,7 +293,7 @@ def run(cfg: DictConfig) -> float | None:
     class_names = list(module.hparams.class_names)
     metrics = collect_metrics(logged, class_names)
 
-    checkpoint = trainer.checkpoint_callback
+    checkpoints = trainer.checkpoint_callback
     plan = next((c.plan for c in trainer.callbacks if isinstance(c, RunPlanPrinter)), None)
     summary = {
         **metrics,
@@ -301,8 +301,8 @@ def run(cfg: DictConfig) -> float | None:
         "epochs": trainer.current_epoch,
         "parameters": count_parameters(module.net),
         "tested_checkpoint": tested,
-        "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
-        "last_checkpoint": getattr(checkpoint, "last_model_path", None) or None,
+        "best_checkpoint": getattr(checkpoints, "best_model_path", None) or None,
+        "last_checkpoint": getattr(checkpoints, "last_model_path", None) or None,
         "plan": plan.as_dict() if plan else None,
         "fit_time_s": round(fit_time, 2),
         "wall_time_s": round(time.perf_counter() - started, 2),

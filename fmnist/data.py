@@ -38,6 +38,11 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255.0 - MEAN) / STD
 
 
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`normalize`, back to uint8 for display."""
+    return (images * STD + MEAN).mul(255).round().clamp(0, 255).to(torch.uint8)
+
+
 class TensorBatches(Dataset):
     """Images and labels in memory; indexing with a tensor of indices returns a whole batch."""
 

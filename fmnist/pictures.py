@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.utils import make_grid
 
-from fmnist.data import MEAN, STD
+from fmnist.data import denormalize, normalize
 from fmnist.models import CNN
 from fmnist.module import class_tag
 
@@ -146,11 +146,6 @@ def mistakes_figure(
     return figure
 
 
-def to_uint8(normalised: torch.Tensor) -> torch.Tensor:
-    """Undo the data module's normalisation, for display."""
-    return (normalised * STD + MEAN).mul(255).round().clamp(0, 255).to(torch.uint8)
-
-
 # -- the callback --------------------------------------------------------------------------
 
 
@@ -219,7 +214,7 @@ class TensorBoardPictures(L.Callback):
         examples = self._example_images(trainer)
         if examples is None:
             return
-        images = examples.to(pl_module.device).float().div(255).sub(MEAN).div(STD)
+        images = normalize(examples.to(pl_module.device))
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
@@ -252,7 +247,7 @@ class TensorBoardPictures(L.Callback):
         confidence, predicted = probs.max(dim=1)
         wrong = predicted != labels
         found = {
-            "images": to_uint8(images[wrong]).cpu(),
+            "images": denormalize(images[wrong]).cpu(),
             "true": labels[wrong].cpu(),
             "predicted": predicted[wrong].cpu(),
             "confidence": confidence[wrong].float().cpu(),

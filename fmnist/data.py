@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from fmnist.augment import build_augment
 from fmnist.dataset_files import SYSTEM_DIR, LocatedDataset, load_split, locate
 from fmnist.errors import ConfigError
 
@@ -36,6 +37,9 @@ STD = 0.3530
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 images in [0, 255] -> float images with zero mean and unit variance."""
     return (images.float() / 255.0 - MEAN) / STD
+
+
+BLACK = -MEAN / STD  # a 0 pixel, normalised
 
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:
@@ -55,6 +59,12 @@ class TensorBatches(Dataset):
 
     def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.labels[index]
+
+    def to(self, device: torch.device | str) -> TensorBatches:
+        """The same data on ``device`` (itself if already there)."""
+        if self.labels.device == torch.device(device):
+            return self
+        return TensorBatches(self.images.to(device), self.labels.to(device))
 
 
 class ShuffledBatches(Sampler[torch.Tensor]):
@@ -104,6 +114,10 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         return math.ceil(self.items_per_rank / self.batch_size)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.batches()
+
+    def batches(self, device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
+        """The epoch's batches of indices; on ``device``, moved there in one copy per epoch."""
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.num_items, generator=generator)
@@ -117,6 +131,8 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         if self._resume_at is not None and self._resume_at[0] == self.epoch:
             first = self._resume_at[1]
         self._resume_at = None
+        if device is not None:
+            order = order.to(device)
         for batch in range(first, len(self)):
             yield order[batch * self.batch_size : (batch + 1) * self.batch_size]
 
@@ -128,6 +144,34 @@ class ResumableLoader(DataLoader):
     builds the training loader (to count the schedule's steps) before it
     restores loop state, too early for a loader's own state to take effect.
     """
+
+    def state_dict(self) -> dict[str, int]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        pass
+
+
+class DeviceBatches:
+    """Batches cut from tensors that already live on the training device: no loader at all.
+
+    With ``data.on_device=true`` the whole split sits in accelerator memory
+    (47 MB of uint8 for the training set), so a batch is one indexing operation
+    on the device, with no copy from the host and no loader machinery per batch.
+    ``sampler`` is where Lightning finds ``set_epoch``; ``state_dict`` tells it
+    that the loop can resume mid-epoch (the position itself is the data module's).
+    """
+
+    def __init__(self, dataset: TensorBatches, sampler: ShuffledBatches) -> None:
+        self.dataset = dataset
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for index in self.sampler.batches(self.dataset.labels.device):
+            yield self.dataset[index]
 
     def state_dict(self) -> dict[str, int]:
         return {}
@@ -152,6 +196,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         shuffle_seed: Seed of the per-epoch shuffling of the training set.
         num_workers: Loader worker processes; 0 is fastest for in-memory indexing.
         pin_memory: Pin host memory for faster copies to a GPU.
+        on_device: Keep every split on the training device and cut batches there (no loader).
+        augment: Options of :class:`fmnist.augment.BatchAugment` for training batches
+            (``flip``, ``crop_padding``, ``erasing``); applied on the device, per batch.
     """
 
     def __init__(
@@ -168,11 +215,14 @@ class FashionMNISTDataModule(L.LightningDataModule):
         shuffle_seed: int | None = 42,
         num_workers: int = 0,
         pin_memory: bool = False,
+        on_device: bool = False,
+        augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         # Plain strings, so checkpoints stay loadable with weights_only=True.
         data_dir = str(Path(data_dir).expanduser().absolute())
         system_dir = str(system_dir) if system_dir is not None else None
+        augment = dict(augment or {})
         self.save_hyperparameters(logger=False)
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.system_dir = Path(system_dir) if system_dir is not None else None
@@ -189,6 +239,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
         )
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.on_device = on_device
+        # A shifted image is padded with black: the normalised value of a 0 pixel.
+        self.augment = build_augment(augment, fill=BLACK)
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
@@ -270,10 +323,14 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if state:
             self._resume_at = (state["epoch"], state["batches_done"])
 
-    def _loader(self, dataset: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, dataset: TensorBatches, batch_size: int, shuffle: bool
+    ) -> DataLoader | DeviceBatches:
         rank, world_size = 0, 1
+        device = torch.device("cpu")
         if self.trainer is not None:
             rank, world_size = self.trainer.global_rank, self.trainer.world_size
+            device = self.trainer.strategy.root_device
         sampler = ShuffledBatches(
             len(dataset),
             batch_size,
@@ -285,6 +342,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if shuffle and self._resume_at is not None:
             sampler.resume(*self._resume_at)
             self._resume_at = None
+        if self.on_device:
+            return DeviceBatches(dataset.to(device), sampler)
         # batch_size=None: the sampler already yields whole batches of indices.
         return ResumableLoader(
             dataset,
@@ -309,15 +368,19 @@ class FashionMNISTDataModule(L.LightningDataModule):
         return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Convert and normalise a whole uint8 batch, on the device it was moved to.
+        """Convert, normalise and (training batches only) augment a whole uint8 batch.
 
-        A bare tensor (images without labels, e.g. Lightning's example input
-        for the model summary) is normalised only if it is still uint8.
+        This runs on the device the batch was moved to. A bare tensor (images
+        without labels, e.g. Lightning's example input for the model summary)
+        is normalised only if it is still uint8.
         """
         if isinstance(batch, torch.Tensor):
             return normalize(batch) if batch.dtype == torch.uint8 else batch
         images, labels = batch
-        return normalize(images), labels
+        images = normalize(images)
+        if self.augment.enabled and self.trainer is not None and self.trainer.training:
+            images = self.augment(images)
+        return images, labels
 
 
 def _common_parent(located: LocatedDataset) -> Path:

@@ -22,6 +22,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from fmnist import CLASS_NAMES
+from fmnist.errors import ConfigError
 from fmnist.models import build_model
 from fmnist.optim import build_optimizer, build_scheduler
 
@@ -40,6 +41,11 @@ class LitClassifier(L.LightningModule):
         scheduler: Keyword arguments of :func:`fmnist.optim.build_scheduler` (``name="none"``: off).
         class_names: Names of the classes, in label order.
         label_smoothing: Cross-entropy label smoothing.
+        tta_flip: Validate and test on the mean of the logits of each image and its mirror image.
+
+    The training step does as little per batch as it can: metrics are updated
+    on the device and logged once per epoch, and the learning rate only on the
+    steps the logger writes, so that nothing waits on the device mid-epoch.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class LitClassifier(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         class_names: Sequence[str] = CLASS_NAMES,
         label_smoothing: float = 0.0,
+        tta_flip: bool = False,
     ) -> None:
         super().__init__()
         model = dict(model or {"name": "cnn"})
@@ -62,16 +69,23 @@ class LitClassifier(L.LightningModule):
                 "scheduler": scheduler,
                 "class_names": list(class_names),
                 "label_smoothing": label_smoothing,
+                "tta_flip": tta_flip,
             },
             logger=False,
         )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1)")
         self.net = build_model(**model)
+        self.channels_last = bool(model.get("channels_last", False))
+        self.tta_flip = tta_flip
         # Lets Lightning's summary show each layer's output shape, and TensorBoard draw the graph.
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         num_classes = len(class_names)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.train_loss_mean = MeanMetric()
+        # No argument checks per batch: predictions come from argmax, labels were checked on load.
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        # NaN is StopOnDivergence's business; checking here would wait on the device every batch.
+        self.train_loss_mean = MeanMetric(nan_strategy="disable")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
@@ -82,26 +96,43 @@ class LitClassifier(L.LightningModule):
         self.val_acc_best.persistent(True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        images, labels = batch
+    def eval_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation: with ``tta_flip``, averaged with the mirror image's."""
         logits = self(images)
-        return self.criterion(logits, labels), logits.argmax(dim=1), labels
+        if self.tta_flip:
+            logits = (logits + self(images.flip(-1))) / 2
+        return logits
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
-        loss, preds, labels = self._step(batch)
-        self.train_acc(preds, labels)
-        self.train_loss_mean(loss.detach())
-        # train/loss: per update (written every trainer.log_every_n_steps); train/loss_epoch: mean.
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        with torch.no_grad():
+            self.train_acc.update(logits.argmax(dim=1), labels)
+            self.train_loss_mean.update(loss.detach())
+        # Per update, written every trainer.log_every_n_steps (the progress bar shows it too).
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
-        self.log("train/loss_epoch", self.train_loss_mean, on_step=False, on_epoch=True)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        # Lightning writes step metrics when (step + 1) % log_every_n_steps == 0: log the
+        # learning rate on exactly those steps instead of making a tensor of it every batch.
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))
+        if self.trainer.is_last_batch:  # the epoch's means, once, before validation and callbacks
+            self.log("train/loss_epoch", self.train_loss_mean.compute())
+            self.log("train/acc", self.train_acc.compute())
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        self.train_loss_mean.reset()
+        self.train_acc.reset()
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        loss, preds, labels = self._step(batch)
+        images, labels = batch
+        logits = self.eval_logits(images)
+        loss, preds = self.criterion(logits, labels), logits.argmax(dim=1)
         self.val_acc(preds, labels)
         self.log("val/loss", loss, on_epoch=True, batch_size=len(labels))
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
@@ -116,7 +147,7 @@ class LitClassifier(L.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> dict[str, torch.Tensor]:
         images, labels = batch
-        logits = self(images)
+        logits = self.eval_logits(images)
         loss, preds = self.criterion(logits, labels), logits.argmax(dim=1)
         self.test_acc(preds, labels)
         self.test_acc_per_class.update(preds, labels)
@@ -145,7 +176,13 @@ class LitClassifier(L.LightningModule):
             torch.set_rng_state(checkpoint["torch_rng_state"])
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.parameters(), **self.hparams.optimizer)
+        # The global batch of one update, for optimizer.lr_scaling.
+        batch_size = getattr(self.trainer.datamodule, "batch_size", None)
+        if batch_size is not None:
+            batch_size *= self.trainer.world_size * self.trainer.accumulate_grad_batches
+        optimizer = build_optimizer(
+            self.parameters(), **self.hparams.optimizer, batch_size=batch_size
+        )
         scheduler = build_scheduler(
             optimizer,
             total_steps=int(self.trainer.estimated_stepping_batches),

@@ -17,6 +17,24 @@ from fmnist.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "onecycle", "step")
+LR_SCALING = ("none", "linear", "sqrt")
+
+
+def scaled_lr(lr: float, batch_size: int, reference_batch_size: int, rule: str) -> float:
+    """The learning rate for ``batch_size``, given one tuned at ``reference_batch_size``.
+
+    ``linear`` (Goyal et al., for SGD) keeps the update per image constant;
+    ``sqrt`` keeps the noise of the update constant, the usual rule for Adam.
+
+    >>> scaled_lr(1e-3, 256, 64, "linear"), scaled_lr(1e-3, 256, 64, "sqrt")
+    (0.004, 0.002)
+    """
+    if rule not in LR_SCALING:
+        raise ConfigError(f"optimizer.lr_scaling={rule!r} is unknown; choose one of {LR_SCALING}")
+    if reference_batch_size < 1:
+        raise ConfigError(f"optimizer.reference_batch_size={reference_batch_size} must be >= 1")
+    ratio = batch_size / reference_batch_size
+    return lr * {"none": 1.0, "linear": ratio, "sqrt": ratio**0.5}[rule]
 
 
 def build_optimizer(
@@ -27,19 +45,44 @@ def build_optimizer(
     momentum: float = 0.9,
     nesterov: bool = False,
     betas: tuple[float, float] = (0.9, 0.999),
+    fused: bool | None = None,
+    foreach: bool | None = None,
+    lr_scaling: str = "none",
+    reference_batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> Optimizer:
-    """An optimiser by name; ``momentum``/``nesterov`` apply to SGD, ``betas`` to Adam(W)."""
+    """An optimiser by name; ``momentum``/``nesterov`` apply to SGD, ``betas`` to Adam(W).
+
+    ``fused`` updates all parameters in one kernel, ``foreach`` in a few batched
+    ops (None: torch chooses); either beats a Python loop over small tensors.
+    ``lr_scaling`` adapts ``lr`` to ``batch_size`` (the global batch of one
+    update), see :func:`scaled_lr`.
+    """
     if lr <= 0:
         raise ConfigError(f"optimizer.lr={lr} must be positive")
     if weight_decay < 0:
         raise ConfigError(f"optimizer.weight_decay={weight_decay} must be zero or positive")
+    if fused and foreach:
+        raise ConfigError("optimizer.fused and optimizer.foreach cannot both be true: pick one")
+    if batch_size is not None:
+        lr = scaled_lr(lr, batch_size, reference_batch_size, lr_scaling)
+    kernels = {"fused": fused, "foreach": foreach}
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        return torch.optim.Adam(
+            params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, **kernels
+        )
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        return torch.optim.AdamW(
+            params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, **kernels
+        )
     if name == "sgd":
         return torch.optim.SGD(
-            params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+            params,
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            **kernels,
         )
     raise ConfigError(f"optimizer.name={name!r} is unknown; choose one of {list(OPTIMIZERS)}")
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # Metrics shown as columns in TensorBoard's HParams view.
 HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "test/acc", "test/loss")
 # Config groups that describe an experiment (the rest is plumbing: paths, loggers, callbacks).
-HPARAM_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer")
+HPARAM_GROUPS = ("data", "model", "optimizer", "scheduler", "module", "trainer")
 
 
 def route_lightning_logs_through_root() -> None:
@@ -120,15 +120,26 @@ def build_loggers(cfg: DictConfig, resume_step: int | None = None) -> list[Logge
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
-    """The experiment's settings flattened to ``group.key`` -> scalar, for the HParams view."""
+    """The experiment's settings flattened to ``group.key`` -> scalar, for the HParams view.
+
+    Nested options are flattened too (``data.augment.flip``); lists become strings.
+    """
     flat: dict[str, Any] = {"seed": cfg.seed}
-    for group in HPARAM_GROUPS:
-        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
-            if key.startswith("_") or isinstance(value, dict):
+
+    def add(prefix: str, options: dict[str, Any]) -> None:
+        for key, value in options.items():
+            if key.startswith("_"):
                 continue
-            flat[f"{group}.{key}"] = (
-                value if isinstance(value, int | float | str | bool) else str(value)
-            )
+            if isinstance(value, dict):
+                add(f"{prefix}.{key}", value)
+            elif isinstance(value, int | float | str | bool):
+                flat[f"{prefix}.{key}"] = value
+            else:
+                flat[f"{prefix}.{key}"] = str(value)
+
+    for group in HPARAM_GROUPS:
+        if cfg.get(group) is not None:
+            add(group, OmegaConf.to_container(cfg[group], resolve=True))
     return flat
 
 
@@ -229,6 +240,48 @@ def check_writable(output_dir: Path) -> None:
         ) from err
 
 
+def build_experiment(
+    cfg: DictConfig, resume_step: int | None = None
+) -> tuple[FashionMNISTDataModule, LitClassifier, L.Trainer]:
+    """The data module, the LightningModule and the Trainer (with loggers) of a checked config.
+
+    Also what ``bench/`` measures, so the benchmarks time exactly the path ``train.py`` runs.
+    """
+    datamodule: FashionMNISTDataModule = instantiate(
+        cfg.data, data_dir=to_absolute_path(cfg.data.data_dir)
+    )
+    module = LitClassifier(
+        model=OmegaConf.to_container(cfg.model, resolve=True),
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
+        **OmegaConf.to_container(cfg.get("module") or {}, resolve=True),
+    )
+    loggers = build_loggers(cfg, resume_step)
+    trainer_overrides: dict[str, Any] = {}
+    if not datamodule.has_validation:
+        trainer_overrides["limit_val_batches"] = 0
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=build_callbacks(cfg, datamodule.has_validation),
+        logger=loggers or False,
+        **trainer_overrides,
+    )
+    log_hparams(loggers, cfg)
+    return datamodule, module, trainer
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process and, on a GPU, peak memory allocated by torch."""
+    import resource
+
+    # ru_maxrss is in KiB on Linux (bytes on macOS).
+    scale = 1 / 1024 if platform.system() == "Linux" else 1 / 2**20
+    peak = {"rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, 1)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["gpu_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train, test and report one run; returns ``cfg.optimized_metric`` for sweepers."""
     route_lightning_logs_through_root()
@@ -247,31 +300,12 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.seed is not None:  # 0 is a valid seed
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule: FashionMNISTDataModule = instantiate(
-        cfg.data, data_dir=to_absolute_path(cfg.data.data_dir)
-    )
-    module = LitClassifier(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True),
-    )
-    log.info("Model: %s, %s parameters", cfg.model.name, f"{count_parameters(module.net):,}")
-
     resume_step = int(resume_from["global_step"]) if resume_from else None
     if resume_from:
         log.info("Resuming from %s (step %d)", cfg.ckpt_path, resume_step)
         del resume_from  # Lightning reads it again, onto the right device
-    loggers = build_loggers(cfg, resume_step)
-    trainer_overrides: dict[str, Any] = {}
-    if not datamodule.has_validation:
-        trainer_overrides["limit_val_batches"] = 0
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=build_callbacks(cfg, datamodule.has_validation),
-        logger=loggers or False,
-        **trainer_overrides,
-    )
-    log_hparams(loggers, cfg)
+    datamodule, module, trainer = build_experiment(cfg, resume_step)
+    log.info("Model: %s, %s parameters", cfg.model.name, f"{count_parameters(module.net):,}")
 
     fit_started = time.perf_counter()
     try:
@@ -308,6 +342,7 @@ def run(cfg: DictConfig) -> float | None:
         "wall_time_s": round(time.perf_counter() - started, 2),
         "seed": cfg.seed,
         "torch_threads": torch.get_num_threads(),
+        "peak_memory": peak_memory_mb(),
         "gpu": gpu_info(),
         "versions": versions(),
     }

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from fmnist.augment import build_augment
 from fmnist.dataset_files import SPLITS
 from fmnist.errors import ConfigError
-from fmnist.models import build_model
+from fmnist.models import build_model, split_runtime_options
 from fmnist.optim import build_optimizer, build_scheduler
 
 TRAIN_IMAGES = SPLITS["train"].count
@@ -41,6 +42,7 @@ def check_data(data: DictConfig) -> None:
     _require_int("data.num_workers", data.num_workers, 0)
     if data.train_subset is not None:
         _require_int("data.train_subset", data.train_subset, 1, TRAIN_IMAGES - data.val_size)
+    build_augment(OmegaConf.to_container(data.augment) if data.get("augment") else None)
 
 
 def check_trainer(trainer: DictConfig) -> None:
@@ -65,8 +67,8 @@ def check_trainer(trainer: DictConfig) -> None:
 
 def check_model_and_optimiser(cfg: DictConfig) -> None:
     """Build the model, optimiser and schedule once, so their checks run now."""
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    build_model(**model)
+    architecture, _ = split_runtime_options(OmegaConf.to_container(cfg.model, resolve=True))
+    build_model(**architecture)
     probe = [torch.nn.Parameter(torch.zeros(1))]
     optimizer = build_optimizer(probe, **OmegaConf.to_container(cfg.optimizer, resolve=True))
     build_scheduler(optimizer, 10, 1, **OmegaConf.to_container(cfg.scheduler, resolve=True))
@@ -95,9 +97,11 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 def check_checkpoint_matches(checkpoint: dict[str, Any], cfg: DictConfig, path: Path) -> None:
     """A checkpoint only resumes the architecture it was trained with."""
     trained = (checkpoint.get("hyper_parameters") or {}).get("model")
-    wanted = OmegaConf.to_container(cfg.model, resolve=True)
     if trained is None:
         raise ConfigError(f"ckpt_path={path} was not written by this project (no model settings)")
+    # Runtime options (channels_last, compile) may change between runs; the network may not.
+    trained, _ = split_runtime_options(trained)
+    wanted, _ = split_runtime_options(OmegaConf.to_container(cfg.model, resolve=True))
     if trained != wanted:
         diffs = [
             f"model.{k}={trained.get(k)!r} in the checkpoint, {wanted.get(k)!r} now"

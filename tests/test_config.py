@@ -73,6 +73,8 @@ def test_defaults_are_the_teaching_setup(make_cfg) -> None:
         "hidden": 128,
         "dropout": 0.0,
         "batch_norm": False,
+        "channels_last": False,
+        "compile": False,
     }
     assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 0.001
     assert cfg.seed == 42 and cfg.test is True and cfg.ckpt_path is None

@@ -162,6 +162,9 @@ class DeviceBatches:
     that the loop can resume mid-epoch (the position itself is the data module's).
     """
 
+    # Lightning inspects a loader's sampler and batch_sampler, as a DataLoader has them.
+    batch_sampler = None
+
     def __init__(self, dataset: TensorBatches, sampler: ShuffledBatches) -> None:
         self.dataset = dataset
         self.sampler = sampler

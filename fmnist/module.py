@@ -41,7 +41,8 @@ class LitClassifier(L.LightningModule):
         scheduler: Keyword arguments of :func:`fmnist.optim.build_scheduler` (``name="none"``: off).
         class_names: Names of the classes, in label order.
         label_smoothing: Cross-entropy label smoothing.
-        tta_flip: Validate and test on the mean of the logits of each image and its mirror image.
+        tta_flip: Test on the mean of the logits of each image and its mirror image
+            (validation stays single-view: it runs every epoch and must stay cheap).
 
     The training step does as little per batch as it can: metrics are updated
     on the device and logged once per epoch, and the learning rate only on the
@@ -101,7 +102,7 @@ class LitClassifier(L.LightningModule):
         return self.net(images)
 
     def eval_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for evaluation: with ``tta_flip``, averaged with the mirror image's."""
+        """Logits for testing: with ``tta_flip``, averaged with the mirror image's."""
         logits = self(images)
         if self.tta_flip:
             logits = (logits + self(images.flip(-1))) / 2
@@ -131,7 +132,7 @@ class LitClassifier(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
-        logits = self.eval_logits(images)
+        logits = self(images)
         loss, preds = self.criterion(logits, labels), logits.argmax(dim=1)
         self.val_acc(preds, labels)
         self.log("val/loss", loss, on_epoch=True, batch_size=len(labels))

@@ -113,11 +113,14 @@ def build_scheduler(
     elif name == "onecycle":
         if not 0.0 < warmup_fraction < 1.0:
             raise ConfigError(f"scheduler.warmup_fraction={warmup_fraction} must be in (0, 1)")
+        if total_steps < 4:  # a debug run of a few batches: no room for a cycle
+            return None
+        # Warm up for at least 2 steps: torch divides by (warm-up steps - 1).
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=[group["lr"] for group in optimizer.param_groups],
             total_steps=total_steps,
-            pct_start=warmup_fraction,
+            pct_start=max(warmup_fraction, 2 / total_steps),
         )
     elif name == "step":
         scheduler = torch.optim.lr_scheduler.StepLR(

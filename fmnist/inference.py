@@ -30,8 +30,12 @@ SIZE = 28
 def load_classifier(ckpt_path: str | Path) -> LitClassifier:
     """The trained model, rebuilt from the settings stored in its checkpoint (safely)."""
     path = Path(ckpt_path)
-    read_checkpoint(path)  # a clear error for a missing, foreign or unsafe file
-    module = LitClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path)  # a clear error for a missing, foreign or unsafe file
+    # Compiling pays off over thousands of training steps, not for a test pass or a few images.
+    model = {**(checkpoint.get("hyper_parameters") or {}).get("model", {}), "compile": False}
+    module = LitClassifier.load_from_checkpoint(
+        path, map_location="cpu", weights_only=True, model=model
+    )
     return module.eval()
 
 
@@ -124,7 +128,7 @@ def classify(
             results.append(Prediction(str(path), error=f"cannot read image: {err}"))
     if batch:
         with torch.no_grad():
-            probs = module(normalize(torch.stack(batch))).softmax(dim=1)
+            probs = module.eval_logits(normalize(torch.stack(batch))).softmax(dim=1)
         names = module.hparams.class_names
         values, labels = probs.topk(min(top_k, probs.shape[1]), dim=1)
         readable = iter(r for r in results if r.error is None)

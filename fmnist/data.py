@@ -192,7 +192,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         download: Download through torchvision when no local copy exists.
         verify_digest: Also check each file's SHA-256 against the original release.
         batch_size: Training images per optimiser update.
-        eval_batch_size: Images per validation/test batch (no gradients, so larger is faster).
+        eval_batch_size: Images per validation/test batch; 250 beats 1,000 on a CPU (the
+            activations stay in cache).
         val_size: Training images held out for validation (0: no validation).
         train_subset: Keep only this many of the remaining training images (None: all).
         split_seed: Seed of the validation split, fixed so runs are compared on the same images.
@@ -211,7 +212,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         download: bool = True,
         verify_digest: bool = True,
         batch_size: int = 64,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int = 250,
         val_size: int = 5000,
         train_subset: int | None = None,
         split_seed: int = 0,

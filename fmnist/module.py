@@ -116,15 +116,18 @@ class LitClassifier(L.LightningModule):
             self.train_acc.update(logits.argmax(dim=1), labels)
             self.train_loss_mean.update(loss.detach())
         # Lightning writes step metrics when (step + 1) % log_every_n_steps == 0, so the loss
-        # and learning rate are logged on exactly those steps: a self.log call costs about as
-        # much as a small model's forward pass on a CPU (the progress bar shows the latest).
+        # and learning rate are logged on those steps only (a self.log call costs about as
+        # much as a small model's forward pass on a CPU), and on the epoch's last batch for
+        # the progress bar and the per-epoch line.
         last_batch = self.trainer.is_last_batch
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0 or last_batch:
             self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
             self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))
         if last_batch:  # the epoch's means, once, before validation and callbacks
-            self.log("train/loss_epoch", self.train_loss_mean.compute())
-            self.log("train/acc", self.train_acc.compute())
+            self.log(
+                "train/loss_epoch", self.train_loss_mean.compute(), on_step=False, on_epoch=True
+            )
+            self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True)
         return loss
 
     def on_train_epoch_start(self) -> None:

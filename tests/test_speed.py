@@ -156,3 +156,23 @@ def test_tta_flip_averages_the_mirror_image() -> None:
 def test_hparams_flatten_nested_options(make_cfg) -> None:
     flat = hparams_of(make_cfg("data.augment.flip=true", "module.tta_flip=true"))
     assert flat["data.augment.flip"] is True and flat["module.tta_flip"] is True
+
+
+def test_lean_logging_still_writes_every_epoch(make_cfg) -> None:
+    """Loss and lr written on the logging steps, as Lightning would; epoch means every epoch."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_cfg(
+        "trainer.log_every_n_steps=5",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=12",
+        "callbacks.pictures=null",
+    )
+    run(cfg)
+    events = EventAccumulator(str(Path(cfg.output_dir) / "tensorboard"))
+    events.Reload()
+    steps = {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert len(steps["train/acc"]) == len(steps["train/loss_epoch"]) == 2
+    # Every 5th update counted across epochs: global steps 4, 9, 14 and 19 of 0-23.
+    assert steps["train/loss"] == [4, 9, 14, 19]
+    assert steps["train/lr"] == steps["train/loss"]

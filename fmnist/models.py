@@ -178,15 +178,13 @@ MODELS: dict[str, type[nn.Module]] = {"cnn": CNN, "mlp": MLP}
 RUNTIME_OPTIONS = ("channels_last", "compile")
 
 
-def split_runtime_options(model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``model`` config -> (architecture options, runtime options).
+def architecture_of(model: dict[str, Any]) -> dict[str, Any]:
+    """A ``model`` config without its runtime options: what a checkpoint's weights depend on.
 
-    >>> split_runtime_options({"name": "cnn", "channels_last": True})
-    ({'name': 'cnn'}, {'channels_last': True})
+    >>> architecture_of({"name": "cnn", "channels_last": True})
+    {'name': 'cnn'}
     """
-    architecture = {k: v for k, v in model.items() if k not in RUNTIME_OPTIONS}
-    runtime = {k: v for k, v in model.items() if k in RUNTIME_OPTIONS}
-    return architecture, runtime
+    return {k: v for k, v in model.items() if k not in RUNTIME_OPTIONS}
 
 
 def build_model(

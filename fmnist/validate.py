@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from fmnist.augment import build_augment
 from fmnist.dataset_files import SPLITS
 from fmnist.errors import ConfigError
-from fmnist.models import build_model, split_runtime_options
+from fmnist.models import architecture_of, build_model
 from fmnist.optim import build_optimizer, build_scheduler
 
 TRAIN_IMAGES = SPLITS["train"].count
@@ -67,8 +67,7 @@ def check_trainer(trainer: DictConfig) -> None:
 
 def check_model_and_optimiser(cfg: DictConfig) -> None:
     """Build the model, optimiser and schedule once, so their checks run now."""
-    architecture, _ = split_runtime_options(OmegaConf.to_container(cfg.model, resolve=True))
-    build_model(**architecture)
+    build_model(**OmegaConf.to_container(cfg.model, resolve=True))
     probe = [torch.nn.Parameter(torch.zeros(1))]
     optimizer = build_optimizer(probe, **OmegaConf.to_container(cfg.optimizer, resolve=True))
     build_scheduler(optimizer, 10, 1, **OmegaConf.to_container(cfg.scheduler, resolve=True))
@@ -100,8 +99,8 @@ def check_checkpoint_matches(checkpoint: dict[str, Any], cfg: DictConfig, path: 
     if trained is None:
         raise ConfigError(f"ckpt_path={path} was not written by this project (no model settings)")
     # Runtime options (channels_last, compile) may change between runs; the network may not.
-    trained, _ = split_runtime_options(trained)
-    wanted, _ = split_runtime_options(OmegaConf.to_container(cfg.model, resolve=True))
+    trained = architecture_of(trained)
+    wanted = architecture_of(OmegaConf.to_container(cfg.model, resolve=True))
     if trained != wanted:
         diffs = [
             f"model.{k}={trained.get(k)!r} in the checkpoint, {wanted.get(k)!r} now"

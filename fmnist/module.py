@@ -22,6 +22,8 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from fmnist import CLASS_NAMES
+from fmnist.augment import MAX_CROP_PADDING, shifted_views
+from fmnist.data import BLACK
 from fmnist.errors import ConfigError
 from fmnist.models import build_model
 from fmnist.optim import build_optimizer, build_scheduler
@@ -43,6 +45,8 @@ class LitClassifier(L.LightningModule):
         label_smoothing: Cross-entropy label smoothing.
         tta_flip: Test on the mean of the logits of each image and its mirror image
             (validation stays single-view: it runs every epoch and must stay cheap).
+        tta_shift: Also average over the image moved this many pixels right, left, down
+            and up: five positions (times two with ``tta_flip``); 0 is off.
 
     The training step does as little per batch as it can: metrics are updated
     on the device and logged once per epoch, the loss and learning rate only on
@@ -57,6 +61,7 @@ class LitClassifier(L.LightningModule):
         class_names: Sequence[str] = CLASS_NAMES,
         label_smoothing: float = 0.0,
         tta_flip: bool = False,
+        tta_shift: int = 0,
     ) -> None:
         super().__init__()
         model = dict(model or {"name": "cnn"})
@@ -71,14 +76,25 @@ class LitClassifier(L.LightningModule):
                 "class_names": list(class_names),
                 "label_smoothing": label_smoothing,
                 "tta_flip": tta_flip,
+                "tta_shift": tta_shift,
             },
             logger=False,
         )
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1)")
+        if (
+            isinstance(tta_shift, bool)
+            or not isinstance(tta_shift, int)
+            or not 0 <= tta_shift <= MAX_CROP_PADDING
+        ):
+            raise ConfigError(
+                f"module.tta_shift={tta_shift!r} must be a whole number of pixels from 0 (off) "
+                f"to {MAX_CROP_PADDING}"
+            )
         self.net = build_model(**model)
         self.channels_last = bool(model.get("channels_last", False))
         self.tta_flip = tta_flip
+        self.tta_shift = tta_shift
         # Lets Lightning's summary show each layer's output shape, and TensorBoard draw the graph.
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -102,11 +118,18 @@ class LitClassifier(L.LightningModule):
         return self.net(images)
 
     def eval_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for testing: with ``tta_flip``, averaged with the mirror image's."""
-        logits = self(images)
+        """Logits for testing: the mean over the views ``tta_flip`` and ``tta_shift`` ask for.
+
+        Shifted views are padded with black, as the training crops are. The sum is
+        kept in float32: bfloat16 would round away the differences between views.
+        """
+        views = shifted_views(images, self.tta_shift, fill=BLACK)
         if self.tta_flip:
-            logits = (logits + self(images.flip(-1))) / 2
-        return logits
+            views += [view.flip(-1) for view in views]
+        logits = self(views[0]).float()
+        for view in views[1:]:
+            logits = logits + self(view).float()
+        return logits / len(views)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         images, labels = batch

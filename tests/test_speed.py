@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from fmnist.data import DeviceBatches, FashionMNISTDataModule
+from fmnist.data import BLACK, DeviceBatches, FashionMNISTDataModule
 from fmnist.errors import ConfigError
 from fmnist.models import build_model
 from fmnist.module import LitClassifier
@@ -29,7 +29,11 @@ SWITCHES = {
         "data.augment.crop_padding=2",
         "data.augment.erasing=0.5",
     ],
-    "label_smoothing_tta": ["module.label_smoothing=0.1", "module.tta_flip=true"],
+    "label_smoothing_tta": [
+        "module.label_smoothing=0.1",
+        "module.tta_flip=true",
+        "module.tta_shift=1",
+    ],
     "bf16_channels_last_on_device": [
         "trainer.precision=bf16-mixed",
         "model.channels_last=true",
@@ -151,6 +155,37 @@ def test_tta_flip_averages_the_mirror_image() -> None:
     images = torch.randn(3, 1, 28, 28)
     expected = (module(images) + module(images.flip(-1))) / 2
     assert torch.allclose(module.eval_logits(images), expected)
+
+
+def shifted_by_hand(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Pixel (i, j) of the view is pixel (i + dy, j + dx) of the image, black outside it."""
+    view = torch.full_like(images, BLACK)
+    h, w = images.shape[-2:]
+    for i in range(h):
+        for j in range(w):
+            if 0 <= i + dy < h and 0 <= j + dx < w:
+                view[..., i, j] = images[..., i + dy, j + dx]
+    return view
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_tta_shift_averages_every_shifted_view(flip: bool) -> None:
+    module = LitClassifier(model={"name": "mlp", "hidden": [8]}, tta_flip=flip, tta_shift=1).eval()
+    images = torch.randn(3, 1, 28, 28)
+    offsets = [(0, 0), (0, 1), (0, -1), (1, 0), (-1, 0)]
+    views = [shifted_by_hand(images, dy, dx) for dy, dx in offsets]
+    if flip:
+        views += [view.flip(-1) for view in views]
+    expected = torch.stack([module(view) for view in views]).mean(dim=0)
+    assert torch.allclose(module.eval_logits(images), expected, atol=1e-5)
+    # Shifting changes the prediction: the views are not all the same image.
+    assert not torch.allclose(module.eval_logits(images), module(images), atol=1e-4)
+
+
+@pytest.mark.parametrize("shift", [-1, 9, 1.5, True])
+def test_bad_tta_shift_is_refused(shift) -> None:
+    with pytest.raises(ConfigError, match="module.tta_shift"):
+        LitClassifier(model={"name": "mlp", "hidden": [8]}, tta_shift=shift)
 
 
 def test_hparams_flatten_nested_options(make_cfg) -> None:

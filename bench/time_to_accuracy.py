@@ -6,12 +6,14 @@
 
 Trains exactly what ``train.py`` builds from the same overrides and, for this
 benchmark only, measures the test accuracy of the current weights after every
-epoch (with the recipe's test-time flip if it has one). The clock starts
-before the data is loaded and stops for those extra test passes, so a time is
-what a run of that many epochs would have taken; the recipe itself still
-selects its checkpoint on validation. Also printed: the share of the time the
-run's own validation took, and the CPU time other processes took meanwhile
-(this machine is shared: a figure taken while others were busy is flagged).
+epoch (with the recipe's test-time averaging if it has one; ``--test-every``
+spaces these tests out). The clock starts before the data is loaded and stops
+for those extra test passes, so a time is what a run of that many epochs would
+have taken; the recipe itself still selects its checkpoint on validation (the
+last one when it has no validation split). Also printed: the share of the
+training time the run's own validation and final test took, and the CPU time
+other processes took meanwhile (this machine is shared: a figure taken while
+others were busy is flagged).
 Never run by pytest.
 """
 
@@ -37,15 +39,21 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from fmnist.data import normalize
-from fmnist.train import build_experiment, route_lightning_logs_through_root, silence_known_warnings
+from fmnist.train import (
+    build_experiment,
+    checkpoint_to_test,
+    route_lightning_logs_through_root,
+    silence_known_warnings,
+)
 from fmnist.validate import check_config
 
 
 class TestAccuracyClock(L.Callback):
     """After each training epoch: the test accuracy, and the run's time without these tests."""
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, every: int = 1) -> None:
         self.started = started
+        self.every = every
         self.paused = 0.0  # seconds spent in this callback's own test passes
         self.validating = 0.0
         self.points: list[tuple[int, float, float]] = []  # (epoch, seconds, test accuracy)
@@ -62,12 +70,15 @@ class TestAccuracyClock(L.Callback):
             self.validating += time.perf_counter() - self._val_started
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every and epoch != trainer.max_epochs:
+            return
         seconds = self.elapsed()
         pause = time.perf_counter()
         accuracy = test_accuracy(trainer, pl_module)
         self.paused += time.perf_counter() - pause
-        self.points.append((trainer.current_epoch + 1, seconds, accuracy))
-        print(f"  epoch {trainer.current_epoch + 1}: {seconds:6.1f} s  test acc {accuracy:.4f}")
+        self.points.append((epoch, seconds, accuracy))
+        print(f"  epoch {epoch}: {seconds:6.1f} s  test acc {accuracy:.4f}", flush=True)
 
 
 @torch.no_grad()
@@ -94,6 +105,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.92, 0.93, 0.94])
+    parser.add_argument(
+        "--test-every", type=int, default=1, help="test every this many epochs (and the last)"
+    )
     parser.add_argument("--max-steal", type=float, default=0.15, help="cores others may use")
     args = parser.parse_args()
 
@@ -114,11 +128,12 @@ def main() -> None:
         if cfg.seed is not None:
             L.seed_everything(cfg.seed, verbose=False)
         datamodule, module, trainer = build_experiment(cfg)
-        clock = TestAccuracyClock(started)
+        clock = TestAccuracyClock(started, args.test_every)
         trainer.callbacks.append(clock)
         trainer.fit(module, datamodule=datamodule)
         fit_seconds = clock.elapsed()
-        trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+        tested = checkpoint_to_test(trainer)
+        trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False)
         run_seconds = clock.elapsed()
         final = float(trainer.callback_metrics["test/acc"])
 
@@ -131,10 +146,13 @@ def main() -> None:
         print(f"| {target:.1%} | {when} |")
     print()
     print(f"training + validation: {fit_seconds:.0f} s; with the final test: {run_seconds:.0f} s")
-    print(f"final test accuracy (best validation checkpoint, as train.py reports): {final:.4f}")
+    which = "best validation" if trainer.datamodule.has_validation else "last"
+    print(f"final test accuracy ({which} checkpoint, as train.py reports): {final:.4f}")
     training = fit_seconds - clock.validating
     share = clock.validating / training
     print(f"validation took {clock.validating:.1f} s = {share:.1%} of the training time")
+    testing = run_seconds - fit_seconds
+    print(f"the final test took {testing:.1f} s = {testing / training:.1%} of the training time")
     flag = "  <- polluted: rerun on a quiet machine" if window.others_cores > args.max_steal else ""
     print(f"other processes used {window.others_cores:.2f} cores on average meanwhile{flag}")
 

@@ -14,6 +14,7 @@ pytest.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -53,8 +54,6 @@ def main() -> None:
     route_lightning_logs_through_root()
     silence_known_warnings()
     warnings.filterwarnings("ignore")
-    import logging
-
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("torch").setLevel(logging.ERROR)
 

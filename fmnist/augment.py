@@ -70,15 +70,7 @@ class BatchAugment(torch.nn.Module):
         super().__init__()
         if not isinstance(flip, bool):
             raise ConfigError(f"data.augment.flip={flip!r} must be true or false")
-        if (
-            isinstance(crop_padding, bool)
-            or not isinstance(crop_padding, int)
-            or not 0 <= crop_padding <= MAX_CROP_PADDING
-        ):
-            raise ConfigError(
-                f"data.augment.crop_padding={crop_padding!r} must be a whole number of pixels "
-                f"from 0 (off) to {MAX_CROP_PADDING}"
-            )
+        check_shift("data.augment.crop_padding", crop_padding)
         if isinstance(erasing, bool) or not isinstance(erasing, (int, float)):
             raise ConfigError(f"data.augment.erasing={erasing!r} must be a probability from 0 to 1")
         if not 0.0 <= erasing <= 1.0:  # also rejects NaN
@@ -204,6 +196,14 @@ class BatchAugment(torch.nn.Module):
         if self.crop_padding:
             parts.append(f"fill={self.fill}")
         return ", ".join(parts) if parts else "disabled"
+
+
+def check_shift(key: str, value: Any) -> None:
+    """Refuse a shift that is not a whole number of pixels from 0 to ``MAX_CROP_PADDING``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CROP_PADDING:
+        raise ConfigError(
+            f"{key}={value!r} must be a whole number of pixels from 0 (off) to {MAX_CROP_PADDING}"
+        )
 
 
 def _range(key: str, value: Sequence[float]) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from fmnist import CLASS_NAMES
-from fmnist.augment import MAX_CROP_PADDING, shifted_views
+from fmnist.augment import check_shift, shifted_views
 from fmnist.data import BLACK
 from fmnist.errors import ConfigError
 from fmnist.models import build_model
@@ -82,15 +82,7 @@ class LitClassifier(L.LightningModule):
         )
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1)")
-        if (
-            isinstance(tta_shift, bool)
-            or not isinstance(tta_shift, int)
-            or not 0 <= tta_shift <= MAX_CROP_PADDING
-        ):
-            raise ConfigError(
-                f"module.tta_shift={tta_shift!r} must be a whole number of pixels from 0 (off) "
-                f"to {MAX_CROP_PADDING}"
-            )
+        check_shift("module.tta_shift", tta_shift)
         self.net = build_model(**model)
         self.channels_last = bool(model.get("channels_last", False))
         self.tta_flip = tta_flip

@@ -14,6 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+try:
+    import resource  # Unix only
+except ImportError:  # pragma: no cover
+    resource = None
+
 PROC_STAT = Path("/proc/stat")
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -36,6 +41,9 @@ class Window:
     seconds: float = 0.0
     own_cpu_seconds: float = 0.0
     others_cores: float = 0.0  # mean number of cores others kept busy (0 when unknown)
+    # This process's time in the kernel and its minor page faults (0 where unknown).
+    system_seconds: float = 0.0
+    minor_faults: int = 0
 
     def __enter__(self) -> Window:
         self.start()
@@ -46,12 +54,17 @@ class Window:
 
     def start(self) -> None:
         self._busy = machine_busy_seconds()
+        self._usage = resource.getrusage(resource.RUSAGE_SELF) if resource else None
         self._own = time.process_time()
         self._wall = time.perf_counter()
 
     def stop(self) -> None:
         self.seconds = time.perf_counter() - self._wall
         self.own_cpu_seconds = time.process_time() - self._own
+        if self._usage is not None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            self.system_seconds = usage.ru_stime - self._usage.ru_stime
+            self.minor_faults = usage.ru_minflt - self._usage.ru_minflt
         busy = machine_busy_seconds()
         if busy is not None and self._busy is not None and self.seconds > 0:
             others = busy - self._busy - self.own_cpu_seconds

@@ -27,7 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import compose_config, load_data, measure, time_project
 
-from fmnist.train import route_lightning_logs_through_root, silence_known_warnings
+from fmnist.train import (
+    apply_process_settings,
+    route_lightning_logs_through_root,
+    silence_known_warnings,
+)
 
 SWITCHES: dict[str, list[str]] = {
     "default (fp32, NCHW, batch 64)": [],
@@ -58,6 +62,7 @@ def main() -> None:
     logging.getLogger("torch").setLevel(logging.ERROR)
 
     configs = {name: compose_config(o, device_name) for name, o in SWITCHES.items()}
+    apply_process_settings(configs[next(iter(SWITCHES))])  # process-wide, as in train.py
     print(f"device: {device_name}, torch threads: {torch.get_num_threads()}")
     rates: dict[str, list[float]] = {name: [] for name in SWITCHES}
     with tempfile.TemporaryDirectory() as tmp:

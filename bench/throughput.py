@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import logging
 import shutil
 import statistics
 import sys
@@ -53,7 +54,12 @@ from omegaconf import DictConfig, OmegaConf
 from fmnist.data import MEAN, STD, FashionMNISTDataModule, normalize
 from fmnist.models import build_model
 from fmnist.optim import build_optimizer
-from fmnist.train import build_experiment, route_lightning_logs_through_root, silence_known_warnings
+from fmnist.train import (
+    apply_process_settings,
+    build_experiment,
+    route_lightning_logs_through_root,
+    silence_known_warnings,
+)
 from fmnist.validate import check_config
 
 PATHS = ("raw", "project", "naive")
@@ -258,13 +264,16 @@ def main() -> None:
     route_lightning_logs_through_root()
     silence_known_warnings()
     warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers).*")
-    import logging
-
     logging.getLogger("lightning").setLevel(logging.ERROR)
     cfg = compose_config(args.overrides, device_name)
+    # Process-wide, as in train.py: all three paths run under the same settings.
+    reused = apply_process_settings(cfg)
     images_per_round = args.steps * cfg.data.batch_size
     what = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device: {what}, torch threads: {torch.get_num_threads()}, torch {torch.__version__}")
+    print(
+        f"device: {what}, torch threads: {torch.get_num_threads()}, torch {torch.__version__}, "
+        f"freed memory reused: {'yes' if reused else 'no'}"
+    )
     print(
         f"options: model={cfg.model.name} batch_size={cfg.data.batch_size} "
         f"precision={cfg.trainer.precision} channels_last={cfg.model.channels_last} "

@@ -40,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fmnist.data import normalize
 from fmnist.train import (
+    apply_process_settings,
     build_experiment,
     checkpoint_to_test,
     route_lightning_logs_through_root,
@@ -118,8 +119,12 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg: DictConfig = compose("config", overrides=["output_dir=unused", *args.overrides])
     check_config(cfg)
+    reused = apply_process_settings(cfg)
     overrides = " ".join(args.overrides) or "none"
-    print(f"overrides: {overrides}; torch threads {torch.get_num_threads()}")
+    print(
+        f"overrides: {overrides}; torch threads {torch.get_num_threads()}; "
+        f"freed memory reused: {'yes' if reused else 'no'}"
+    )
 
     with tempfile.TemporaryDirectory() as out, Window() as window:
         OmegaConf.update(cfg, "output_dir", out)

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import fmnist
+from fmnist.allocator import reuse_freed_memory
 from fmnist.callbacks import RunPlanPrinter
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import ConfigError, FmnistError
@@ -270,6 +271,17 @@ def build_experiment(
     return datamodule, module, trainer
 
 
+def apply_process_settings(cfg: DictConfig) -> bool:
+    """Settings for the whole process: torch's CPU threads, and reusing freed memory.
+
+    The benchmarks call it too, so that they time what ``train.py`` runs.
+    Returns whether freed memory is kept for reuse (see :mod:`fmnist.allocator`).
+    """
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    return bool(cfg.get("reuse_freed_memory", True)) and reuse_freed_memory()
+
+
 def peak_memory_mb() -> dict[str, float]:
     """Peak resident memory of this process and, on a GPU, peak memory allocated by torch."""
     import resource
@@ -291,8 +303,7 @@ def run(cfg: DictConfig) -> float | None:
     with open_dict(cfg):
         cfg.ckpt_path = checkpoint_to_resume(cfg)
     resume_from = check_config(cfg)  # every value, before any data is read
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+    reused = apply_process_settings(cfg)
     check_writable(output_dir)
     log.info("\n%s", render(config_tree(cfg)))
     log.info("Output directory: %s", output_dir)
@@ -342,6 +353,7 @@ def run(cfg: DictConfig) -> float | None:
         "wall_time_s": round(time.perf_counter() - started, 2),
         "seed": cfg.seed,
         "torch_threads": torch.get_num_threads(),
+        "reuse_freed_memory": reused,
         "peak_memory": peak_memory_mb(),
         "gpu": gpu_info(),
         "versions": versions(),

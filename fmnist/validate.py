@@ -135,6 +135,9 @@ def check_config(cfg: DictConfig) -> dict[str, Any] | None:
     """Check every value a run depends on; returns the checkpoint to resume from, if any."""
     if cfg.seed is not None and not _is_int(cfg.seed):
         raise ConfigError(f"seed={cfg.seed!r} is not allowed: use an integer, or null")
+    reuse = cfg.get("reuse_freed_memory", True)
+    if not isinstance(reuse, bool):
+        raise ConfigError(f"reuse_freed_memory={reuse!r} is not allowed: use true or false")
     check_not_ddp_in_sweep(cfg.trainer)
     check_data(cfg.data)
     check_trainer(cfg.trainer)

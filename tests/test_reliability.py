@@ -54,6 +54,7 @@ BAD_VALUES = [
     (["scheduler.name=warm"], "scheduler.name='warm' is unknown; choose one of"),
     (["trainer.max_epochs=0"], "trainer.max_epochs=0 is not allowed: use an integer >= 1"),
     (["seed=abc"], "seed='abc' is not allowed: use an integer, or null"),
+    (["reuse_freed_memory=maybe"], "reuse_freed_memory='maybe' is not allowed: use true or false"),
 ]
 
 

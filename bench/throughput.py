@@ -21,7 +21,9 @@ Each timing covers ``--steps`` optimizer updates after ``--warmup`` updates.
 A timing during which other processes used more than ``--max-steal`` cores is
 repeated (see ``cpu_steal.py``). Printed: images per second (median of the
 rounds), the ratios project/raw and project/naive (median of the per-round
-ratios), the device, the options and the peak memory. Never run by pytest.
+ratios), the device, the options and the peak memory. Process-wide settings
+(torch threads, ``reuse_freed_memory``) are applied as ``train.py`` applies
+them and hold for all three paths. Never run by pytest.
 Extra arguments are Hydra overrides of the run config, as for ``train.py``.
 """
 
@@ -187,6 +189,11 @@ def time_project(cfg: DictConfig, data: dict, warmup: int, steps: int) -> Window
         timer = WindowTimer(warmup, steps)
         trainer.callbacks.append(timer)
         trainer.fit(module, datamodule=datamodule)
+    if timer.window.seconds == 0:  # the epoch ended before the window did
+        sys.exit(
+            f"an epoch has {trainer.num_training_batches} batches, fewer than the "
+            f"{warmup + steps} warm-up and timed updates asked for: use fewer --steps"
+        )
     return timer.window
 
 

@@ -2,12 +2,14 @@
 
 On Linux, PyTorch's CPU tensors come from glibc's ``malloc``. A training step
 allocates and frees the same large buffers (activations, gradients) every
-time, and by default glibc serves blocks of more than about 128 KiB with a
-fresh ``mmap`` and gives them back to the kernel on ``free``. The next step
-then page-faults the memory in again, and the kernel zeroes every new page:
-measured on 2 CPU cores, that is hundreds of thousands of page faults and
-about a tenth of the training time spent in the kernel. Raising glibc's mmap
-and trim thresholds (``mallopt``) keeps those blocks on the heap for reuse.
+time, and by default glibc hands large freed blocks back to the kernel:
+blocks it served with an ``mmap`` of their own are unmapped on ``free``, and
+free memory at the top of the heap beyond a threshold is released. The next
+step page-faults that memory in again, and the kernel zeroes every new page:
+with bf16 autocast and channels-last, thousands of page faults per update and
+about a tenth of the CPU time spent in the kernel (``bench/allocator.py``).
+Raising glibc's mmap and trim thresholds (``mallopt``) keeps those blocks in
+the process for reuse.
 Tools built for CPU training do the same by preloading jemalloc or tcmalloc;
 this needs no extra library and no change to how Python is started.
 

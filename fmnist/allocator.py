@@ -54,9 +54,10 @@ def reuse_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) or bool(
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_CAP)
+    mmap_set = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) or mallopt(
+        M_MMAP_THRESHOLD, MMAP_THRESHOLD_CAP
     )
-    applied = bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and applied
+    trim_set = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    applied = bool(mmap_set and trim_set)
     log.debug("reuse_freed_memory: mallopt %s", "applied" if applied else "refused")
     return applied

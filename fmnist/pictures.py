@@ -71,13 +71,18 @@ def feature_map_grid(maps: torch.Tensor, pixels: int = 28) -> torch.Tensor:
 
 
 def conv_block_outputs(net: CNN, images: torch.Tensor) -> list[torch.Tensor]:
-    """The output of each conv block before its pooling (after conv, [batch norm], ReLU)."""
+    """What each conv block's ReLU gives: before pooling where the block pools last
+    (the full-resolution maps), its pooled output where it pools first (``pool_first``)."""
     outputs = []
     x = images
     for block in net.features:
-        before_pool = block[:-1](x)
-        outputs.append(before_pool)
-        x = block[-1](before_pool)
+        if isinstance(block[-1], nn.MaxPool2d):
+            before_pool = block[:-1](x)
+            outputs.append(before_pool)
+            x = block[-1](before_pool)
+        else:
+            x = block(x)
+            outputs.append(x)
     return outputs
 
 

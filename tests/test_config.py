@@ -73,6 +73,7 @@ def test_defaults_are_the_teaching_setup(make_cfg) -> None:
         "hidden": 128,
         "dropout": 0.0,
         "batch_norm": False,
+        "pool_first": False,
         "channels_last": False,
         "compile": False,
     }

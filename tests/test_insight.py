@@ -20,9 +20,11 @@ from fmnist import CLASS_NAMES
 from fmnist.errors import ConfigError
 from fmnist.explain import EDGE_FILTER, IMAGE, by_hand, convolve
 from fmnist.inference import classify, find_images, load_classifier, prepare_image
+from fmnist.models import CNN
 from fmnist.pictures import (
     TensorBoardPictures,
     confusion_figure,
+    conv_block_outputs,
     feature_map_grid,
     figure_to_array,
     filter_grid,
@@ -32,6 +34,14 @@ from fmnist.train import run
 from tests.conftest import ROOT, fast_overrides
 
 # -- drawing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pool_first", "sizes"), [(False, [28, 14]), (True, [14, 7])])
+def test_feature_maps_are_what_each_blocks_relu_gives(pool_first: bool, sizes: list[int]) -> None:
+    net = CNN(channels=[4, 8], batch_norm=True, pool_first=pool_first).eval()
+    maps = conv_block_outputs(net, torch.randn(2, 1, 28, 28))
+    assert [m.shape[-1] for m in maps] == sizes  # full resolution unless pooled first
+    assert all(m.min() >= 0 for m in maps)  # after the ReLU
 
 
 def test_filter_grid_shows_sign_as_colour() -> None:

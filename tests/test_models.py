@@ -73,6 +73,25 @@ def test_kernel_size_per_block_and_batch_norm() -> None:
     assert len(layers_of(model, nn.BatchNorm2d)) == 2
 
 
+def test_pool_first_without_batch_norm_is_the_same_network() -> None:
+    # Max-pool and ReLU commute, so pooling first changes the speed, not the function.
+    torch.manual_seed(0)
+    usual, pooled_first = CNN(channels=[8, 16]), CNN(channels=[8, 16], pool_first=True)
+    pooled_first.load_state_dict(usual.state_dict())
+    images = torch.randn(5, 1, 28, 28)
+    assert torch.equal(usual(images), pooled_first(images))
+    assert [type(m) for m in pooled_first.features[0]] == [nn.Conv2d, nn.MaxPool2d, nn.ReLU]
+
+
+def test_pool_first_normalises_pooled_maps() -> None:
+    model = CNN(channels=[8, 16], batch_norm=True, pool_first=True)
+    kinds = [type(m) for m in model.features[0]]
+    assert kinds == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.ReLU]
+    x = model.features[0][:2](torch.randn(4, 1, 28, 28))
+    assert x.shape == (4, 8, 14, 14)  # what batch norm sees: a quarter of the values
+    assert model(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -100,7 +100,7 @@ def _checkpoint_file(path: Path, model: dict) -> Path:
         ),
         (
             lambda p: _checkpoint_file(p / "other.ckpt", {"name": "cnn", "channels": [16, 32]}),
-            "was trained with a different model: model.batch_norm=None in the checkpoint",
+            "was trained with a different model: model.channels=\\[16, 32\\] in the checkpoint",
         ),
     ],
     ids=["missing", "not-a-checkpoint", "other-architecture"],

@@ -39,6 +39,7 @@ SWITCHES = {
         "model.channels_last=true",
         "data.on_device=true",
     ],
+    "pool_first": ["model.batch_norm=true", "model.pool_first=true"],
     "experiment_fast": ["experiment=fast"],
     "experiment_best": ["experiment=best"],
 }
@@ -138,6 +139,16 @@ def test_bad_augment_option_is_refused(make_cfg) -> None:
         check_config(make_cfg("+data.augment.rotate=15"))
     with pytest.raises(ConfigError, match="data.augment.crop_padding"):
         check_config(make_cfg("data.augment.crop_padding=20"))
+
+
+def test_checkpoint_from_before_a_model_setting_existed_still_matches(make_cfg) -> None:
+    # A checkpoint written before model.pool_first existed has no such key: it was the default.
+    cfg = make_cfg()
+    trained = {"hyper_parameters": {"model": dict(cfg.model)}}
+    del trained["hyper_parameters"]["model"]["pool_first"]
+    check_checkpoint_matches(trained, cfg, Path("x.ckpt"))  # no error
+    with pytest.raises(ConfigError, match="model.pool_first=False in the checkpoint, True now"):
+        check_checkpoint_matches(trained, make_cfg("model.pool_first=true"), Path("x.ckpt"))
 
 
 def test_runtime_options_do_not_block_a_resume(make_cfg) -> None:

@@ -4,6 +4,7 @@
     python bench/throughput.py                               # the default model and options
     python bench/throughput.py trainer.precision=bf16-mixed model.channels_last=true
     python bench/throughput.py --device cuda data.on_device=true   # unchanged on a GPU
+    python bench/throughput.py --quick --calls               # + Python calls per update
 
 Three ways to train the same model (same batch size, device, precision,
 memory format, optimizer) are timed in one process, in turn, ``--repeats``
@@ -21,9 +22,11 @@ Each timing covers ``--steps`` optimizer updates after ``--warmup`` updates.
 A timing during which other processes used more than ``--max-steal`` cores is
 repeated (see ``cpu_steal.py``). Printed: images per second (median of the
 rounds), the ratios project/raw and project/naive (median of the per-round
-ratios), the device, the options and the peak memory. Process-wide settings
-(torch threads, ``reuse_freed_memory``) are applied as ``train.py`` applies
-them and hold for all three paths. Never run by pytest.
+ratios), the device, the options and the peak memory; with ``--calls``, also
+the Python function calls per update of the raw loop and the project path, by
+package (where the project path's extra time per update goes). Process-wide
+settings (torch threads, ``reuse_freed_memory``) are applied as ``train.py``
+applies them and hold for all three paths. Never run by pytest.
 Extra arguments are Hydra overrides of the run config, as for ``train.py``.
 """
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import gzip
 import logging
 import shutil
@@ -38,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -65,6 +70,34 @@ from fmnist.train import (
 from fmnist.validate import check_config
 
 PATHS = ("raw", "project", "naive")
+
+
+class CallCountingWindow(Window):
+    """A timing window that also counts the Python function calls made in it."""
+
+    def start(self) -> None:
+        self.profiler = cProfile.Profile()
+        super().start()
+        self.profiler.enable()
+
+    def stop(self) -> None:
+        self.profiler.disable()
+        super().stop()
+
+    def calls_by_package(self) -> Counter[str]:
+        """Calls per installed package (``lightning``, ``torch``...), ``fmnist``, or ``python``."""
+        calls: Counter[str] = Counter()
+        self.profiler.create_stats()
+        for (filename, _, _), (_, count, *_) in self.profiler.stats.items():
+            parts = Path(filename).parts
+            if "site-packages" in parts:
+                package = parts[parts.index("site-packages") + 1]
+            elif filename.startswith(str(ROOT)):
+                package = Path(filename).relative_to(ROOT).parts[0]
+            else:  # builtins (isinstance, getattr, ...) and the standard library
+                package = "python"
+            calls[package] += count
+        return calls
 
 
 def synchronize(device: torch.device) -> None:
@@ -112,9 +145,13 @@ class HandLoop:
         self.scaler.update()
 
     def time(
-        self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], warmup: int, steps: int
+        self,
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+        warmup: int,
+        steps: int,
+        window_type: type[Window] = Window,
     ) -> Window:
-        window = Window()
+        window = window_type()
         for step in range(warmup + steps):
             if step == warmup:
                 synchronize(self.device)
@@ -138,10 +175,12 @@ def raw_batches(
             yield images[index], labels[index]
 
 
-def time_raw(cfg: DictConfig, data: dict, warmup: int, steps: int) -> Window:
+def time_raw(
+    cfg: DictConfig, data: dict, warmup: int, steps: int, window_type: type[Window] = Window
+) -> Window:
     loop = HandLoop(cfg, data["device"])
     batches = raw_batches(data["images"], data["labels"], cfg.data.batch_size, cfg.seed)
-    return loop.time(batches, warmup, steps)
+    return loop.time(batches, warmup, steps, window_type)
 
 
 def time_naive(cfg: DictConfig, data: dict, warmup: int, steps: int) -> Window:
@@ -162,9 +201,9 @@ def time_naive(cfg: DictConfig, data: dict, warmup: int, steps: int) -> Window:
 class WindowTimer(L.Callback):
     """Times training batches ``warmup`` .. ``warmup + steps - 1`` inside Lightning's loop."""
 
-    def __init__(self, warmup: int, steps: int) -> None:
+    def __init__(self, warmup: int, steps: int, window_type: type[Window] = Window) -> None:
         self.warmup, self.steps = warmup, steps
-        self.window = Window()
+        self.window = window_type()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if batch_idx == self.warmup:
@@ -177,7 +216,9 @@ class WindowTimer(L.Callback):
             self.window.stop()
 
 
-def time_project(cfg: DictConfig, data: dict, warmup: int, steps: int) -> Window:
+def time_project(
+    cfg: DictConfig, data: dict, warmup: int, steps: int, window_type: type[Window] = Window
+) -> Window:
     run_cfg = cfg.copy()
     OmegaConf.update(run_cfg, "trainer.limit_train_batches", warmup + steps)
     OmegaConf.update(run_cfg, "trainer.max_epochs", 1)
@@ -186,7 +227,7 @@ def time_project(cfg: DictConfig, data: dict, warmup: int, steps: int) -> Window
         OmegaConf.update(run_cfg, "output_dir", out)
         L.seed_everything(cfg.seed, verbose=False)
         datamodule, module, trainer = build_experiment(run_cfg)
-        timer = WindowTimer(warmup, steps)
+        timer = WindowTimer(warmup, steps, window_type)
         trainer.callbacks.append(timer)
         trainer.fit(module, datamodule=datamodule)
     if timer.window.seconds == 0:  # the epoch ended before the window did
@@ -260,6 +301,9 @@ def main() -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--max-steal", type=float, default=0.15, help="cores others may use")
     parser.add_argument("--retries", type=int, default=3, help="re-timings of a polluted round")
+    parser.add_argument(
+        "--calls", action="store_true", help="also count Python calls per update, by package"
+    )
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.steps, args.warmup = 3, 50, 10
@@ -303,6 +347,11 @@ def main() -> None:
         # allocator growth, lazy imports) otherwise land in the first round.
         for name in PATHS:
             timers[name](cfg, data, args.warmup, min(args.steps, 20))
+        calls = {}
+        if args.calls:  # a separate, untimed pass: profiling slows every call down
+            for name, timer in (("raw", time_raw), ("project", time_project)):
+                window = timer(cfg, data, args.warmup, args.steps, CallCountingWindow)
+                calls[name] = window.calls_by_package()
         for round_ in range(args.repeats):
             order = PATHS[round_ % 3 :] + PATHS[: round_ % 3]
             for name in order:
@@ -334,6 +383,11 @@ def main() -> None:
 
     print(f"peak resident memory of this process: {peak_memory_mb()['rss_mb']:,.0f} MB")
     print(f"timings repeated because other processes used the CPU: {retimed}")
+    for name, by_package in calls.items():
+        per_update = {k: v / args.steps for k, v in by_package.most_common()}
+        per_update = {k: v for k, v in per_update.items() if v >= 0.5}  # not once per update
+        parts = ", ".join(f"{k} {v:,.0f}" for k, v in per_update.items())
+        print(f"Python calls per update, {name}: {sum(per_update.values()):,.0f} ({parts})")
 
 
 if __name__ == "__main__":

@@ -72,9 +72,10 @@ class CNN(nn.Module):
         dropout: Dropout before the last layer.
         batch_norm: Batch norm after each convolution.
         pool_first: Pool right after each convolution (conv -> max-pool -> [batch norm]
-            -> ReLU), so that batch norm and ReLU work on a quarter of the values: a
-            faster step, the same network without batch norm (max-pool and ReLU
-            commute), a slightly different one with it (batch statistics of pooled maps).
+            -> ReLU), so that batch norm and ReLU work on a quarter of the values. With
+            batch norm: a faster step, and a slightly different network (statistics of
+            pooled maps). Without: the same network (max-pool and ReLU commute), about
+            as fast.
         in_channels: Channels of the input images (1: grey).
         num_classes: Number of outputs.
         image_size: Height and width of the input images.

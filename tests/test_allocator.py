@@ -53,8 +53,9 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again() -> None:
     assert applied == "True"
     # Without the setting every buffer is mapped afresh: each of its pages faults, every time.
     assert faults_off >= 10 * pages_per_buffer
-    # With it, the heap grows once (a buffer's pages or two) and the rest reuse those pages.
-    assert faults_on <= 4 * pages_per_buffer
+    # With it, the heap grows once or twice and later buffers reuse those pages: two
+    # buffers' worth of faults on a quiet machine, five while other jobs kept it busy.
+    assert faults_on <= faults_off / 3
 
 
 def test_does_nothing_where_the_c_library_is_not_glibc(monkeypatch) -> None:

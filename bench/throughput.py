@@ -384,10 +384,11 @@ def main() -> None:
     print(f"peak resident memory of this process: {peak_memory_mb()['rss_mb']:,.0f} MB")
     print(f"timings repeated because other processes used the CPU: {retimed}")
     for name, by_package in calls.items():
+        total = sum(by_package.values()) / args.steps
         per_update = {k: v / args.steps for k, v in by_package.most_common()}
-        per_update = {k: v for k, v in per_update.items() if v >= 0.5}  # not once per update
-        parts = ", ".join(f"{k} {v:,.0f}" for k, v in per_update.items())
-        print(f"Python calls per update, {name}: {sum(per_update.values()):,.0f} ({parts})")
+        # Packages called less than once per update are left out of the breakdown only.
+        parts = ", ".join(f"{k} {v:,.0f}" for k, v in per_update.items() if v >= 0.5)
+        print(f"Python calls per update, {name}: {total:,.0f} ({parts})")
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ def raw_batches(
         order = torch.randperm(len(labels), device=images.device, generator=generator)
         for start in range(0, len(order) - batch_size + 1, batch_size):
             index = order[start : start + batch_size]
-            yield images[index], labels[index]
+            yield images.index_select(0, index), labels.index_select(0, index)
 
 
 def time_raw(

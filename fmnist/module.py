@@ -18,13 +18,14 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from fmnist import CLASS_NAMES
 from fmnist.augment import check_shift, shifted_views
 from fmnist.data import BLACK
 from fmnist.errors import ConfigError
+from fmnist.metrics import TrainingTally
 from fmnist.models import build_model
 from fmnist.optim import build_optimizer, build_scheduler
 
@@ -91,10 +92,9 @@ class LitClassifier(L.LightningModule):
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         num_classes = len(class_names)
-        # No argument checks per batch: predictions come from argmax, labels were checked on load.
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        # NaN is StopOnDivergence's business; checking here would wait on the device every batch.
-        self.train_loss_mean = MeanMetric(nan_strategy="disable")
+        # Training accuracy and mean loss in one cheap update per batch, computed once per
+        # epoch; no NaN check (StopOnDivergence's business: checking waits on the device).
+        self.train_tally = TrainingTally()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc_per_class = MulticlassAccuracy(num_classes, average=None)
@@ -137,9 +137,7 @@ class LitClassifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.criterion(logits, labels)
-        with torch.no_grad():
-            self.train_acc.update(logits.argmax(dim=1), labels)
-            self.train_loss_mean.update(loss.detach())
+        self.train_tally.update(logits.detach().argmax(dim=1), labels, loss.detach())
         # Lightning writes step metrics when (step + 1) % log_every_n_steps == 0, so the loss
         # and learning rate are logged on those steps only (a self.log call costs about as
         # much as a small model's forward pass on a CPU), and on the epoch's last batch for
@@ -149,15 +147,13 @@ class LitClassifier(L.LightningModule):
             self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
             self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))
         if last_batch:  # the epoch's means, once, before validation and callbacks
-            self.log(
-                "train/loss_epoch", self.train_loss_mean.compute(), on_step=False, on_epoch=True
-            )
-            self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True)
+            epoch = self.train_tally.compute()
+            self.log("train/loss_epoch", epoch["loss"], on_step=False, on_epoch=True)
+            self.log("train/acc", epoch["acc"], on_step=False, on_epoch=True)
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self.train_loss_mean.reset()
-        self.train_acc.reset()
+        self.train_tally.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch

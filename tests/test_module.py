@@ -168,3 +168,27 @@ def test_scheduler_steps_during_training(synthetic_dir: Path, tmp_path: Path) ->
     trainer.fit(module, datamodule=small_datamodule(synthetic_dir))
     assert trainer.global_step == 10
     assert trainer.optimizers[0].param_groups[0]["lr"] < 1e-3  # decayed to ~0 over the 10 updates
+
+
+def test_training_tally_matches_torchmetrics_accuracy_and_the_mean_loss_per_image() -> None:
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from fmnist.metrics import TrainingTally
+
+    generator = torch.Generator().manual_seed(0)
+    tally, reference = TrainingTally(), MulticlassAccuracy(10, average="micro")
+    losses, sizes = [], []
+    for size in (64, 64, 17):  # a short last batch weighs less in the mean loss
+        preds = torch.randint(0, 10, (size,), generator=generator)
+        target = torch.randint(0, 10, (size,), generator=generator)
+        loss = torch.rand((), generator=generator)
+        tally.update(preds, target, loss)
+        reference.update(preds, target)
+        losses.append(float(loss))
+        sizes.append(size)
+    epoch = tally.compute()
+    assert float(epoch["acc"]) == pytest.approx(float(reference.compute()))
+    expected_loss = sum(x * n for x, n in zip(losses, sizes, strict=True)) / sum(sizes)
+    assert float(epoch["loss"]) == pytest.approx(expected_loss)
+    tally.reset()
+    assert int(tally.seen) == 0 and int(tally.correct) == 0

@@ -7,10 +7,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from torchmetrics.classification import MulticlassAccuracy
 
 from fmnist import CLASS_NAMES
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import ConfigError
+from fmnist.metrics import TrainingTally
 from fmnist.models import CNN
 from fmnist.module import LitClassifier, class_tag
 from fmnist.optim import build_optimizer, build_scheduler
@@ -171,10 +173,6 @@ def test_scheduler_steps_during_training(synthetic_dir: Path, tmp_path: Path) ->
 
 
 def test_training_tally_matches_torchmetrics_accuracy_and_the_mean_loss_per_image() -> None:
-    from torchmetrics.classification import MulticlassAccuracy
-
-    from fmnist.metrics import TrainingTally
-
     generator = torch.Generator().manual_seed(0)
     tally, reference = TrainingTally(), MulticlassAccuracy(10, average="micro")
     losses, sizes = [], []

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure the README asks for, in one go (about 5 minutes on one GPU):
+# Every GPU figure the README asks for, in one go (at most 9.5 minutes without Ray):
 #
 #   bash bench/gpu_checks.sh [LOG_DIR]
 #
